@@ -1,0 +1,35 @@
+# `make train` and `make test` do all the set-up: virtual environment, pinned install.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+# Test workers: one per core (XLA compiles single-threaded, so two workers use both cores).
+WORKERS ?= 2
+
+.PHONY: setup train test test-all bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=python3.x (3.10-3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: setup
+	$(VENV)/bin/pjrl train $(ARGS)
+
+test: setup
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
+
+bench: setup
+	$(PY) benchmarks/ppo_gymnax.py --reference ../shared/reference/bench_purejaxrl.py
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^pjrl' > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

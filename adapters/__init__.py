@@ -1,0 +1,1 @@
+"""Built-in adapters: one module per environment library, each imported lazily."""

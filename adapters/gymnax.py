@@ -1,0 +1,99 @@
+"""Gymnax environments as `gymnax:<id>`.
+
+gymnax 1.x separates termination (`step_env`) from the time limit
+(`is_truncated`); the adapter keeps them apart, with termination winning when
+both happen on the same step. Keyword arguments override the env's params,
+e.g. `make("gymnax:CartPole-v1", max_steps_in_episode=200)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from pjrl_envs import spaces
+from pjrl_envs.core import Env
+from pjrl_envs.registry import Adapter, MissingLibraryError
+from pjrl_envs.types import TimeStep
+
+REQUIRES = "gymnax==1.0.1"
+# Needs a download from the internet at construction time.
+NEEDS_NETWORK = ("MNISTBandit-bsuite",)
+# gymnax declares observation bounds these envs exceed; the adapter reports them unbounded.
+WRONG_OBS_BOUNDS = {
+    "MemoryChain-bsuite": "the context entry is -1 or 1 but the space says [0, 2]",
+    "UmbrellaChain-bsuite": "the time-left entry goes below 0 on the last step",
+    "MetaMaze-misc": "the last-reward entry leaves its declared range",
+    "GaussianBandit-misc": "the last reward is Gaussian and goes below 0",
+}
+
+
+def _gymnax():
+    try:
+        import gymnax
+    except ImportError as e:
+        raise MissingLibraryError(f"gymnax is not installed: pip install '{REQUIRES}'") from e
+    return gymnax
+
+
+def _convert_space(space, example=None):
+    """A gymnax space as a pjrl space; dtypes follow what the env really returns."""
+    name = type(space).__name__
+    if name == "Discrete":
+        dtype = example.dtype if example is not None else jnp.int32
+        return spaces.Discrete(int(space.n), dtype)
+    if name == "Box":
+        dtype = example.dtype if example is not None else space.dtype
+        return spaces.Box(space.low, space.high, tuple(space.shape), dtype)
+    if name == "Dict":
+        return {k: _convert_space(v, None if example is None else example[k]) for k, v in space.spaces.items()}
+    if name == "Tuple":
+        return tuple(_convert_space(v, None if example is None else example[i]) for i, v in enumerate(space.spaces))
+    raise TypeError(f"unsupported gymnax space {space!r}")
+
+
+class GymnaxEnv(Env):
+    """One gymnax environment under the pjrl protocol."""
+
+    def __init__(self, env_id: str, **params):
+        gymnax = _gymnax()
+        self.env_id = env_id
+        self.env, default = gymnax.make(env_id)
+        fields = {f.name for f in dataclasses.fields(default)}
+        unknown = sorted(set(params) - fields)
+        if unknown:
+            raise TypeError(f"gymnax:{env_id} has no option {', '.join(unknown)}; "
+                            f"allowed: {', '.join(sorted(fields))}")
+        self.params = default.replace(**params)
+        obs_example = jax.eval_shape(lambda k: self.env.reset_env(k, self.params)[0], jax.random.PRNGKey(0))
+        self.observation_space = _convert_space(self.env.observation_space(self.params), obs_example)
+        if env_id in WRONG_OBS_BOUNDS:
+            s = self.observation_space
+            self.observation_space = spaces.Box(-float("inf"), float("inf"), s.shape, s.dtype)
+        self.action_space = _convert_space(self.env.action_space(self.params))
+        self._mask = spaces.no_mask(self.action_space)
+
+    def reset(self, key):
+        obs, state = self.env.reset_env(key, self.params)
+        false = jnp.zeros((), jnp.bool_)
+        return state, TimeStep(obs, jnp.zeros((), jnp.float32), false, false, obs, self._mask, {})
+
+    def step(self, state, action, key):
+        obs, state, reward, terminated, info = self.env.step_env(key, state, action, self.params)
+        terminated = jnp.asarray(terminated, jnp.bool_)
+        truncated = jnp.asarray(self.env.is_truncated(state, self.params), jnp.bool_) & ~terminated
+        info = {k: jnp.asarray(v) for k, v in info.items()}
+        ts = TimeStep(obs, jnp.asarray(reward, jnp.float32), terminated, truncated, obs, self._mask, info)
+        return state, ts
+
+
+def list_envs() -> list[str]:
+    return list(_gymnax().registered_envs)
+
+
+def make(env_id: str, num_envs: int = 1, **params):
+    return GymnaxEnv(env_id, **params).to_vec(num_envs)
+
+
+ADAPTER = Adapter(list_envs=list_envs, make=make, requires=REQUIRES)

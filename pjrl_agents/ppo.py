@@ -1,0 +1,336 @@
+"""Proximal Policy Optimisation, the whole training loop one jitted `lax.scan`.
+
+    env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=4)
+    train = make_train(PPOConfig(), env)
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 8))  # 8 seeds, one compile
+
+Discrete (categorical, with action masks) and continuous (diagonal Gaussian)
+actions. GAE bootstraps from `final_obs` on truncation and not on termination.
+The numbers in `PPOConfig` are traced leaves: `jax.vmap(train)(keys, configs)`
+over a stacked config trains a population of hyperparameters in one call.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from pjrl_agents.common import ConfigError, divisors, episode_metrics, require_positive, wrap_env
+from pjrl_agents.distributions import Categorical, DiagGaussian
+from pjrl_agents.networks import ActorCritic
+from pjrl_envs import spaces
+from pjrl_envs.core import VecEnv
+
+
+def _static(default):
+    return struct.field(pytree_node=False, default=default)
+
+
+@struct.dataclass
+class PPOConfig:
+    """PPO settings. Defaults are PureJaxRL's CartPole ones, so results compare one to one."""
+
+    # -- sizes and switches: static, they fix shapes or the program
+    total_timesteps: int = _static(500_000)
+    """env steps per seed, over all envs"""
+    num_envs: int = _static(4)
+    """parallel environments per seed"""
+    num_steps: int = _static(128)
+    """steps each env takes per rollout"""
+    update_epochs: int = _static(4)
+    """passes over each rollout"""
+    num_minibatches: int = _static(4)
+    """minibatches per epoch; must divide num_envs * num_steps"""
+    hidden_sizes: tuple = _static((64, 64))
+    """actor and critic MLP widths"""
+    activation: str = _static("tanh")
+    """tanh, relu, gelu or silu"""
+    anneal_lr: bool = _static(True)
+    """decay the learning rate linearly to zero over training"""
+    normalize_obs: bool = _static(False)
+    """standardise observations with running statistics (kept in the env state)"""
+    normalize_reward: bool = _static(False)
+    """scale rewards by the running std of the discounted return"""
+    # -- numbers: traced, sweepable
+    lr: float = 2.5e-4
+    """Adam learning rate (initial, when annealed)"""
+    gamma: float = 0.99
+    """discount"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_eps: float = 0.2
+    """policy-ratio and value clipping range"""
+    ent_coef: float = 0.01
+    """entropy bonus weight"""
+    vf_coef: float = 0.5
+    """value loss weight"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip"""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+
+# Per-env defaults where PureJaxRL's CartPole settings do not fit (as RL Zoo keeps them).
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gymnax:Pendulum-v1": dict(total_timesteps=1_000_000, num_envs=16, num_steps=128, update_epochs=10,
+                               num_minibatches=32, lr=1e-3, gamma=0.95, ent_coef=0.0, normalize_obs=True,
+                               normalize_reward=True, hidden_sizes=(64, 64)),
+    "gymnax:Breakout-MinAtar": dict(total_timesteps=10_000_000, num_envs=64, num_steps=128,
+                                    num_minibatches=8, lr=5e-3, activation="relu"),
+}
+
+
+def default_config(env_name: str | None = None, **overrides) -> PPOConfig:
+    """PPOConfig with the env's defaults (if it has any) and then `overrides` applied."""
+    return PPOConfig(**{**ENV_DEFAULTS.get(env_name or "", {}), **overrides})
+
+
+def validate(config: PPOConfig, env: VecEnv | None = None) -> None:
+    """Raises ConfigError naming the field, before anything compiles."""
+    require_positive(config, "total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches")
+    if config.batch_size % config.num_minibatches:
+        ok = [d for d in divisors(config.batch_size) if d <= 64]
+        raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide num_envs x num_steps = "
+                          f"{config.batch_size}; use one of {ok}")
+    if config.num_updates < 1:
+        raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one rollout "
+                          f"(num_envs x num_steps = {config.batch_size})")
+    if config.activation not in ("tanh", "relu", "gelu", "silu"):
+        raise ConfigError(f"activation={config.activation!r}; use tanh, relu, gelu or silu")
+    if env is not None:
+        if env.num_envs != config.num_envs:
+            raise ConfigError(f"num_envs={config.num_envs} but the env was made with {env.num_envs}")
+        if not isinstance(env.action_space, (spaces.Discrete, spaces.Box)):
+            raise ConfigError(f"PPO cannot act in {env.action_space}; it supports Discrete and Box actions")
+
+
+# ---------------------------------------------------------------- state and batches
+
+
+class PPOState(NamedTuple):
+    """Everything one seed carries from update to update."""
+
+    params: Any
+    opt_state: Any  # Adam moments
+    env_state: Any
+    obs: Any  # (B, ...) observation the next action is chosen for
+    mask: jax.Array  # (B, *mask) its action mask
+    actor_out: Any  # network output for `obs`
+    value: jax.Array  # (B,) V(obs)
+    key: jax.Array
+    update: jax.Array  # () int32, updates done
+    episode_return: jax.Array  # () last mean return of finished episodes
+    episode_length: jax.Array  # ()
+    config: PPOConfig  # numeric leaves may be traced
+
+
+class Transition(NamedTuple):
+    obs: Any  # (T, B, ...)
+    mask: jax.Array  # (T, B, *mask)
+    action: jax.Array  # (T, B, ...)
+    log_prob: jax.Array  # (T, B)
+    value: jax.Array  # (T, B) V(s_t)
+    next_value: jax.Array  # (T, B) V(s'_t), s' the pre-reset next observation
+    reward: jax.Array  # (T, B)
+    terminated: jax.Array  # (T, B) bool
+    truncated: jax.Array  # (T, B) bool
+
+
+class Batch(NamedTuple):
+    obs: Any  # (N, ...)
+    mask: jax.Array
+    action: jax.Array
+    log_prob: jax.Array  # (N,) behaviour policy
+    value: jax.Array  # (N,) behaviour value
+    advantage: jax.Array  # (N,)
+    target: jax.Array  # (N,) value target
+
+
+# ---------------------------------------------------------------- pure maths
+
+
+def compute_gae(reward, value, next_value, terminated, truncated, gamma, gae_lambda):
+    """Generalised advantage estimates over a rollout. All arguments `(T, B)`.
+
+    `next_value[t]` is V of the observation that followed step t before any reset,
+    so truncated steps bootstrap from it; terminated steps do not. The recursion
+    stops at every episode end. Returns `(advantages, value_targets)`, each `(T, B)`.
+    """
+    delta = reward + gamma * next_value * (1.0 - terminated) - value
+    decay = gamma * gae_lambda * (1.0 - (terminated | truncated))
+
+    def backward(gae, x):
+        delta_t, decay_t = x
+        gae = delta_t + decay_t * gae
+        return gae, gae
+
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(delta[0]), (delta, decay), reverse=True, unroll=16)
+    return advantages, advantages + value
+
+
+def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef):
+    """Clipped surrogate + clipped value loss - entropy bonus. Returns `(loss, metrics)`."""
+    actor_out, value = apply_fn(params, batch.obs)
+    log_prob = dist.log_prob(actor_out, batch.action, batch.mask)
+    entropy = dist.entropy(actor_out, batch.mask).mean()
+
+    value_clipped = batch.value + jnp.clip(value - batch.value, -clip_eps, clip_eps)
+    value_loss = 0.5 * jnp.maximum(jnp.square(value - batch.target),
+                                   jnp.square(value_clipped - batch.target)).mean()
+
+    log_ratio = log_prob - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
+    policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
+
+    loss = policy_loss + vf_coef * value_loss - ent_coef * entropy
+    metrics = {"loss": loss, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+               "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+               "clip_frac": (jnp.abs(ratio - 1.0) > clip_eps).mean()}
+    return loss, metrics
+
+
+# ---------------------------------------------------------------- training
+
+
+class PPO:
+    """`init(key, config) -> PPOState` and `update(state) -> (state, metrics)` for one seed.
+
+    Built once per (static config, env); both are pure, so they jit, scan and vmap.
+    """
+
+    def __init__(self, config: PPOConfig, env: VecEnv):
+        validate(config, env)
+        self.config = config
+        self.env = wrap_env(env, config.normalize_obs, config.normalize_reward, config.gamma)
+        space = env.action_space
+        continuous = isinstance(space, spaces.Box)
+        self.dist = DiagGaussian if continuous else Categorical
+        action_dim = int(jnp.prod(jnp.asarray(space.shape))) if continuous else space.n
+        self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous)
+        self.optimizer = optax.scale_by_adam(eps=1e-5)
+        self.num_updates = config.num_updates
+
+    def init(self, key: jax.Array, config: PPOConfig | None = None) -> PPOState:
+        config = self.config if config is None else config
+        key, net_key, reset_key = jax.random.split(key, 3)
+        params = self.network.init(net_key, spaces.zeros(self.env.observation_space, (1,)))
+        env_state, ts = self.env.reset(reset_key)
+        actor_out, value = self.network.apply(params, ts.obs)
+        zero = jnp.zeros((), jnp.float32)
+        return PPOState(params, self.optimizer.init(params), env_state, ts.obs, ts.action_mask, actor_out, value,
+                        key, jnp.zeros((), jnp.int32), zero, zero, config)
+
+    def _env_step(self, state: PPOState, key: jax.Array):
+        # SELECT ACTION (the network already ran on state.obs)
+        act_key, step_key = jax.random.split(key)
+        action = self.dist.sample(act_key, state.actor_out, state.mask)
+        log_prob = self.dist.log_prob(state.actor_out, action, state.mask)
+
+        # STEP ENV
+        env_state, ts = self.env.step(state.env_state, action, step_key)
+
+        # EVALUATE the next and the pre-reset observations in one forward pass
+        n = self.env.num_envs
+        both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ts.obs, ts.final_obs)
+        actor_out, values = self.network.apply(state.params, both)
+        actor_out = jax.tree.map(lambda x: x[:n], actor_out)
+
+        transition = Transition(state.obs, state.mask, action, log_prob, state.value, values[n:],
+                                ts.reward, ts.terminated, ts.truncated)
+        episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
+        state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask,
+                               actor_out=actor_out, value=values[:n])
+        return state, (transition, episode)
+
+    def _minibatch_step(self, carry, batch: Batch, lr, config: PPOConfig):
+        params, opt_state = carry
+        grads, metrics = jax.grad(ppo_loss, has_aux=True)(
+            params, self.network.apply, self.dist, batch, config.clip_eps, config.vf_coef, config.ent_coef)
+        grads, _ = optax.clip_by_global_norm(config.max_grad_norm).update(grads, optax.EmptyState())
+        updates, opt_state = self.optimizer.update(grads, opt_state)
+        params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+        return (params, opt_state), metrics
+
+    def update(self, state: PPOState) -> tuple[PPOState, dict]:
+        """One rollout of `num_steps` and `update_epochs` passes of minibatch SGD over it."""
+        config = state.config
+        key, rollout_key, shuffle_key = jax.random.split(state.key, 3)
+
+        # COLLECT TRAJECTORIES
+        state, (traj, episode) = jax.lax.scan(
+            self._env_step, state, jax.random.split(rollout_key, self.config.num_steps))
+
+        # CALCULATE ADVANTAGE
+        advantages, targets = compute_gae(traj.reward, traj.value, traj.next_value, traj.terminated,
+                                          traj.truncated, config.gamma, config.gae_lambda)
+        flat = Batch(traj.obs, traj.mask, traj.action, traj.log_prob, traj.value, advantages, targets)
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), flat)
+
+        # UPDATE NETWORK
+        lr = config.lr
+        if self.config.anneal_lr:
+            lr = lr * (1.0 - state.update.astype(jnp.float32) / self.num_updates)
+        mb = self.config.num_minibatches
+
+        def epoch(carry, key):
+            perm = jax.random.permutation(key, self.config.batch_size)
+            minibatches = jax.tree.map(lambda x: jnp.take(x, perm, 0).reshape((mb, -1) + x.shape[1:]), flat)
+            return jax.lax.scan(lambda c, b: self._minibatch_step(c, b, lr, config), carry, minibatches)
+
+        (params, opt_state), losses = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(shuffle_key, self.config.update_epochs))
+
+        # METRICS: a few scalars per update
+        ep_return, ep_length, episodes = episode_metrics(episode, state.episode_return, state.episode_length)
+        metrics = {k: v.mean() for k, v in losses.items()}
+        metrics.update(episode_return=ep_return, episode_length=ep_length, episodes=episodes)
+        # the value of the observation the next rollout starts from, under the new params
+        actor_out, value = self.network.apply(params, state.obs)
+        state = state._replace(params=params, opt_state=opt_state, actor_out=actor_out, value=value, key=key,
+                               update=state.update + 1, episode_return=ep_return, episode_length=ep_length)
+        return state, metrics
+
+    def act(self, params, obs, mask, key=None):
+        """The policy's action for a batch of observations: sampled with `key`, else the mode."""
+        actor_out, _ = self.network.apply(params, obs)
+        if key is None:
+            return self.dist.mode(actor_out, mask)
+        return self.dist.sample(key, actor_out, mask)
+
+
+def make_train(config: PPOConfig, env: VecEnv):
+    """`train(key, config=None) -> (PPOState, metrics)`, metrics `(num_updates,)` per name.
+
+    `config` passed to `train` may carry traced numbers (for sweeps); its sizes
+    must equal those `make_train` was given.
+    """
+    agent = PPO(config, env)
+
+    def train(key: jax.Array, config: PPOConfig | None = None):
+        state = agent.init(key, config)
+        return jax.lax.scan(lambda s, _: agent.update(s), state, None, agent.num_updates)
+
+    return train
+
+
+def config_from_dict(values: dict) -> PPOConfig:
+    names = {f.name for f in dataclasses.fields(PPOConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"PPO has no setting {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
+    return PPOConfig(**values)

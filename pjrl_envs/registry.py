@@ -1,0 +1,104 @@
+"""`make("LIB:NAME", num_envs=...)`: adapters found through the `pjrl.adapters` entry points.
+
+An adapter is any object with `list_envs() -> list[str]` (ids without the prefix)
+and `make(env_id, num_envs, **kwargs) -> VecEnv`. Packages publish one under the
+entry-point group `pjrl.adapters`, named by its prefix; `register` adds one in-process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from importlib import metadata
+from typing import Any, Callable
+
+from pjrl_envs.core import VecEnv
+
+ENTRY_POINT_GROUP = "pjrl.adapters"
+
+
+class UnknownEnvError(ValueError):
+    """An env name that no adapter knows; the message lists the closest known names."""
+
+
+class MissingLibraryError(ImportError):
+    """The library behind an adapter is not installed; the message says what to install."""
+
+
+@dataclasses.dataclass
+class Adapter:
+    """An adapter as the registry sees it."""
+
+    list_envs: Callable[[], list[str]] | None
+    make: Callable[..., VecEnv]
+    requires: str = ""  # pip requirement that provides the library, for error messages
+
+
+_registered: dict[str, Any] = {}
+
+
+def register(prefix: str, make: Callable[..., VecEnv] | Adapter,
+             list_envs: Callable[[], list[str]] | None = None) -> None:
+    """Adds an adapter under `prefix` for this process (entry points do it for packages).
+
+    `make(env_id, num_envs, **kwargs) -> VecEnv`; `list_envs() -> [env_id, ...]`. Without
+    `list_envs` any id is passed to `make`, which should raise `UnknownEnvError` itself.
+    """
+    if ":" in prefix or not prefix:
+        raise ValueError(f"adapter prefix must be a non-empty name without ':', got {prefix!r}")
+    _registered[prefix] = make if isinstance(make, Adapter) else Adapter(list_envs, make)
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def prefixes() -> list[str]:
+    """Every adapter prefix known, from entry points and `register`."""
+    return sorted(set(_entry_points()) | set(_registered))
+
+
+def get_adapter(prefix: str) -> Adapter:
+    if prefix not in _registered:
+        eps = _entry_points()
+        if prefix not in eps:
+            close = difflib.get_close_matches(prefix, prefixes(), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(c + ':' for c in close)}?" if close else ""
+            raise UnknownEnvError(f"no adapter named {prefix!r}.{hint} Known: {', '.join(prefixes())}.")
+        _registered[prefix] = eps[prefix].load()
+    return _registered[prefix]
+
+
+def list_envs(library: str | None = None) -> list[str]:
+    """Full names `lib:id` of every env, or of one library's. Missing libraries are skipped."""
+    names = []
+    for prefix in [library] if library else prefixes():
+        adapter = get_adapter(prefix)
+        try:
+            ids = adapter.list_envs() if adapter.list_envs else []
+        except MissingLibraryError:
+            if library:
+                raise
+            continue
+        names += [f"{prefix}:{i}" for i in ids]
+    return names
+
+
+def make(name: str, num_envs: int = 1, **kwargs) -> VecEnv:
+    """Builds the named env as a `VecEnv` of `num_envs`; kwargs go to the adapter."""
+    prefix, sep, env_id = name.partition(":")
+    if not sep:
+        raise UnknownEnvError(f"env name {name!r} needs a library prefix, as in 'gymnax:CartPole-v1'. "
+                              f"Libraries: {', '.join(prefixes())}.")
+    if int(num_envs) < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    adapter = get_adapter(prefix)
+    if adapter.list_envs is not None:
+        ids = adapter.list_envs()
+        if env_id not in ids:
+            close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.6)
+            if not close:
+                lower = {i.lower(): i for i in ids}
+                close = [lower[c] for c in difflib.get_close_matches(env_id.lower(), list(lower), n=3, cutoff=0.4)]
+            hint = f" Did you mean: {', '.join(f'{prefix}:{c}' for c in close)}?" if close else ""
+            raise UnknownEnvError(f"unknown env {name!r}.{hint} `pjrl envs --library {prefix}` lists them all.")
+    return adapter.make(env_id, num_envs=int(num_envs), **kwargs)

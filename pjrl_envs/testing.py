@@ -1,0 +1,162 @@
+"""`check_env`: the conformance checks every adapter passes. Adapter authors run it.
+
+    from pjrl_envs.testing import check_env
+    report = check_env(my_vec_env)   # raises EnvCheckError listing every problem
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pjrl_envs import spaces
+from pjrl_envs.core import Env, VecEnv
+from pjrl_envs.types import TimeStep
+
+
+class EnvCheckError(AssertionError):
+    """Raised by `check_env`; `.problems` lists every failed check."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("env does not conform:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _random_actions(env: VecEnv, key, mask):
+    keys = jax.random.split(key, env.num_envs)
+    space = env.action_space
+    if spaces.mask_shape(space):
+        return jax.vmap(space.sample)(keys, mask)
+    return jax.vmap(space.sample)(keys)
+
+
+def _rollout(env: VecEnv, key, num_steps: int):
+    reset_key, key = jax.random.split(key)
+    state, ts = env.reset(reset_key)
+
+    def body(carry, k):
+        state, ts = carry
+        action_key, step_key = jax.random.split(k)
+        action = _random_actions(env, action_key, ts.action_mask)
+        state, ts = env.step(state, action, step_key)
+        return (state, ts), (ts, action)
+
+    _, (traj, actions) = jax.lax.scan(body, (state, ts), jax.random.split(key, num_steps))
+    return ts, traj, actions
+
+
+def _leaf_problems(where: str, x, space, lead: tuple) -> list[str]:
+    out = []
+    want_shape = lead + tuple(space.shape)
+    if tuple(x.shape) != want_shape:
+        out.append(f"{where}: shape {tuple(x.shape)}, space says {want_shape}")
+    if jnp.dtype(x.dtype) != jnp.dtype(space.dtype):
+        out.append(f"{where}: dtype {x.dtype}, space says {jnp.dtype(space.dtype).name}")
+    elif tuple(x.shape) == want_shape and not bool(jax.vmap(space.contains)(x.reshape((-1,) + tuple(space.shape))).all()):
+        out.append(f"{where}: values outside {space}")
+    return out
+
+
+def _timestep_problems(ts: TimeStep, env: VecEnv, lead: tuple, tag: str) -> list[str]:
+    out = []
+    obs_spaces = env.observation_space
+    if jax.tree.structure(ts.obs) != jax.tree.structure(obs_spaces, is_leaf=spaces.is_space):
+        return [f"{tag}: obs structure {jax.tree.structure(ts.obs)} does not match observation_space"]
+    for name in ("obs", "final_obs"):
+        tree = getattr(ts, name)
+        if jax.tree.structure(tree) != jax.tree.structure(ts.obs):
+            out.append(f"{tag}: {name} structure differs from obs")
+            continue
+        for x, s in zip(jax.tree.leaves(tree), spaces.tree_spaces(obs_spaces)):
+            out += _leaf_problems(f"{tag} {name}", x, s, lead)
+    for name, dtype in (("reward", jnp.float32), ("terminated", jnp.bool_), ("truncated", jnp.bool_)):
+        x = getattr(ts, name)
+        if tuple(x.shape) != lead:
+            out.append(f"{tag}: {name} shape {tuple(x.shape)}, expected {lead}")
+        if x.dtype != dtype:
+            out.append(f"{tag}: {name} dtype {x.dtype}, expected {jnp.dtype(dtype).name}")
+    if ts.reward.dtype == jnp.float32 and not bool(jnp.isfinite(ts.reward).all()):
+        out.append(f"{tag}: reward has non-finite values")
+    want = lead + spaces.mask_shape(env.action_space)
+    if ts.action_mask.dtype != jnp.bool_ or tuple(ts.action_mask.shape) != want:
+        out.append(f"{tag}: action_mask must be bool {want}, got {ts.action_mask.dtype} {tuple(ts.action_mask.shape)}")
+    elif spaces.mask_shape(env.action_space) and not bool(ts.action_mask.any(-1).all()):
+        out.append(f"{tag}: an action_mask allows no action at all")
+    if not isinstance(ts.info, dict):
+        out.append(f"{tag}: info must be a dict, got {type(ts.info).__name__}")
+    return out
+
+
+def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive: bool = True,
+              check_vmap: bool = True) -> dict[str, Any]:
+    """Checks that `env` keeps the pjrl protocol; raises `EnvCheckError` listing each problem.
+
+    An `Env` is checked as a `VecEnv` of 4. Checks: reset and step jit and run
+    inside `lax.scan` (and `vmap` over keys unless `check_vmap=False`); every
+    observation, final_obs, reward, flag and mask has the shape and dtype its
+    space promises and lies inside it; reset and step return the same TimeStep
+    structure (info keys included); `final_obs == obs` where no episode ended;
+    `terminated` and `truncated` never both True (unless `exclusive=False`); the
+    same key gives the same trajectory. Returns counts of what the rollout saw.
+    """
+    if isinstance(env, Env):
+        env = env.to_vec(4)
+    problems: list[str] = []
+    key = jax.random.PRNGKey(seed)
+    lead = (env.num_envs,)
+
+    try:
+        _, ts0 = jax.jit(env.reset)(key)
+    except Exception as e:  # noqa: BLE001 - any failure is the finding
+        raise EnvCheckError([f"reset does not run under jit: {type(e).__name__}: {e}"]) from e
+    problems += _timestep_problems(ts0, env, lead, "reset")
+
+    rollout = jax.jit(lambda k: _rollout(env, k, num_steps))
+    try:
+        ts_reset, traj, actions = rollout(key)
+    except Exception as e:  # noqa: BLE001
+        raise EnvCheckError(problems + [f"step does not run inside jit + lax.scan: {type(e).__name__}: {e}"]) from e
+
+    step0 = jax.tree.map(lambda x: x[0], traj)
+    if jax.tree.structure(step0) != jax.tree.structure(ts_reset):
+        problems.append("reset and step return differently structured TimeSteps "
+                        f"(info keys: reset {sorted(ts_reset.info)}, step {sorted(step0.info)})")
+    for t in sorted({0, 1, num_steps // 2, num_steps - 1}):
+        problems += _timestep_problems(jax.tree.map(lambda x: x[t], traj), env, lead, f"step {t}")
+    problems = list(dict.fromkeys(problems))
+
+    term, trunc = np.asarray(traj.terminated), np.asarray(traj.truncated)
+    if term.dtype == np.bool_ and trunc.dtype == np.bool_:
+        if exclusive and (term & trunc).any():
+            problems.append("terminated and truncated are both True on some step; a time limit that "
+                            "coincides with termination should report terminated only")
+        ongoing = ~(term | trunc)
+        for x, f in zip(jax.tree.leaves(traj.obs), jax.tree.leaves(traj.final_obs)):
+            x, f = np.asarray(x), np.asarray(f)
+            if x.shape == f.shape and not np.array_equal(x[ongoing], f[ongoing]):
+                problems.append("final_obs differs from obs on steps where no episode ended")
+                break
+    if spaces.mask_shape(env.action_space) and isinstance(env.action_space, spaces.Discrete):
+        masks = np.asarray(jnp.concatenate([ts_reset.action_mask[None], traj.action_mask[:-1]]))
+        chosen = np.take_along_axis(masks, np.asarray(actions)[..., None].astype(np.int64), -1)
+        if not chosen.all():
+            problems.append("sampling with action_mask produced an illegal action (check mask layout)")
+
+    again = rollout(key)
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)),
+                        (traj, actions), (again[1], again[2]))
+    if not all(jax.tree.leaves(same)):
+        problems.append("same key, different trajectory: the env is not deterministic given its key")
+
+    if check_vmap:
+        try:
+            keys = jax.random.split(key, 2)
+            jax.jit(jax.vmap(lambda k: _rollout(env, k, 2)[1].reward))(keys).block_until_ready()
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"reset/step do not run under jax.vmap: {type(e).__name__}: {str(e)[:200]}")
+
+    if problems:
+        raise EnvCheckError(problems)
+    return {"steps": num_steps * env.num_envs, "terminated": int(term.sum()), "truncated": int(trunc.sum())}

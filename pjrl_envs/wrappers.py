@@ -1,0 +1,281 @@
+"""Wrappers that keep their statistics in the env state, so they jit, scan and vmap.
+
+Each `VecEnv` wrapper's state is a struct whose `inner` field holds the wrapped
+env's state. Order matters: `EpisodeStatistics` innermost records raw rewards;
+normalisers go outside it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from pjrl_envs import spaces
+from pjrl_envs.core import Env, VecEnv
+from pjrl_envs.types import TimeStep
+
+
+class VecEnvWrapper(VecEnv):
+    """Passes everything through to `self.env`; subclasses override what they change."""
+
+    def __init__(self, env: VecEnv):
+        self.env = env
+        self.num_envs = env.num_envs
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+
+    def reset(self, key):
+        return self.env.reset(key)
+
+    def step(self, state, action, key):
+        return self.env.step(state, action, key)
+
+    @property
+    def unwrapped(self) -> VecEnv:
+        return self.env.unwrapped
+
+    def __getattr__(self, name):
+        if name == "env":  # not yet set: avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+
+# ---------------------------------------------------------------- episode statistics
+
+
+@struct.dataclass
+class EpisodeStatisticsState:
+    inner: Any
+    episode_return: jax.Array  # (B,) float32, running
+    episode_length: jax.Array  # (B,) int32, running
+
+
+class EpisodeStatistics(VecEnvWrapper):
+    """Adds `info["episode_return"]`, `["episode_length"]` and `["returned_episode"]`.
+
+    On a step where an episode ends, `returned_episode` is True and the other two
+    hold that episode's totals; agents average them where the flag is set.
+    """
+
+    def reset(self, key):
+        inner, ts = self.env.reset(key)
+        zero_f = jnp.zeros((self.num_envs,), jnp.float32)
+        zero_i = jnp.zeros((self.num_envs,), jnp.int32)
+        info = {**ts.info, "episode_return": zero_f, "episode_length": zero_i,
+                "returned_episode": jnp.zeros((self.num_envs,), jnp.bool_)}
+        return EpisodeStatisticsState(inner, zero_f, zero_i), ts._replace(info=info)
+
+    def step(self, state, action, key):
+        inner, ts = self.env.step(state.inner, action, key)
+        ret = state.episode_return + ts.reward
+        length = state.episode_length + 1
+        done = ts.terminated | ts.truncated
+        info = {**ts.info, "episode_return": ret, "episode_length": length, "returned_episode": done}
+        state = EpisodeStatisticsState(inner, jnp.where(done, 0.0, ret), jnp.where(done, 0, length))
+        return state, ts._replace(info=info)
+
+
+# ---------------------------------------------------------------- running moments
+
+
+@struct.dataclass
+class RunningMoments:
+    """Mean and variance of everything seen so far (Chan et al.'s parallel update)."""
+
+    mean: Any
+    var: Any
+    count: jax.Array  # () float32
+
+    @classmethod
+    def create(cls, shape_tree: Any) -> "RunningMoments":
+        mean = jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), shape_tree)
+        var = jax.tree.map(lambda s: jnp.ones(s, jnp.float32), shape_tree)
+        return cls(mean, var, jnp.asarray(1e-4, jnp.float32))
+
+    def update(self, batch: Any) -> "RunningMoments":
+        """`batch` leaves have one leading batch axis over which moments are taken."""
+        n = jax.tree.leaves(batch)[0].shape[0]
+        total = self.count + n
+
+        def one(mean, var, x):
+            x = x.astype(jnp.float32)
+            delta = x.mean(0) - mean
+            m2 = var * self.count + x.var(0) * n + jnp.square(delta) * self.count * n / total
+            return mean + delta * n / total, m2 / total
+
+        pairs = jax.tree.map(one, self.mean, self.var, batch)
+        is_pair = lambda p: isinstance(p, tuple)
+        mean = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
+        var = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
+        return RunningMoments(mean, var, total)
+
+
+# ---------------------------------------------------------------- observation normalisation
+
+
+@struct.dataclass
+class NormalizeObservationState:
+    inner: Any
+    moments: RunningMoments
+
+
+class NormalizeObservation(VecEnvWrapper):
+    """Standardises floating-point observation leaves with running statistics.
+
+    Statistics update on every observation returned (reset ones included), then
+    `obs` and `final_obs` are both normalised with the updated statistics and
+    clipped to `[-clip, clip]`.
+    """
+
+    def __init__(self, env: VecEnv, epsilon: float = 1e-8, clip: float = 10.0):
+        super().__init__(env)
+        self.epsilon, self.clip = epsilon, clip
+        self.observation_space = jax.tree.map(self._space, env.observation_space, is_leaf=spaces.is_space)
+
+    def _space(self, s):
+        if isinstance(s, spaces.Box):
+            return spaces.Box(-self.clip, self.clip, s.shape, jnp.float32)
+        return s
+
+    def _normalize(self, moments, obs):
+        def one(x, mean, var):
+            y = (x.astype(jnp.float32) - mean) / jnp.sqrt(var + self.epsilon)
+            return jnp.clip(y, -self.clip, self.clip)
+        return jax.tree.map(one, obs, moments.mean, moments.var)
+
+    def _apply(self, moments, ts):
+        moments = moments.update(ts.obs)
+        return moments, ts._replace(obs=self._normalize(moments, ts.obs),
+                                    final_obs=self._normalize(moments, ts.final_obs))
+
+    def reset(self, key):
+        inner, ts = self.env.reset(key)
+        moments = RunningMoments.create(jax.tree.map(lambda x: x.shape[1:], ts.obs))
+        moments, ts = self._apply(moments, ts)
+        return NormalizeObservationState(inner, moments), ts
+
+    def step(self, state, action, key):
+        inner, ts = self.env.step(state.inner, action, key)
+        moments, ts = self._apply(state.moments, ts)
+        return NormalizeObservationState(inner, moments), ts
+
+
+# ---------------------------------------------------------------- reward normalisation
+
+
+@struct.dataclass
+class NormalizeRewardState:
+    inner: Any
+    discounted_return: jax.Array  # (B,) float32
+    moments: RunningMoments  # of the discounted return
+
+
+class NormalizeReward(VecEnvWrapper):
+    """Scales rewards by the running std of the discounted return (as gym and Brax do).
+
+    `reward / sqrt(var(G) + epsilon)`, clipped to `[-clip, clip]`, where
+    `G_t = gamma * G_{t-1} + r_t` restarts after every episode end.
+    """
+
+    def __init__(self, env: VecEnv, gamma: float = 0.99, epsilon: float = 1e-8, clip: float = 10.0):
+        super().__init__(env)
+        self.gamma, self.epsilon, self.clip = gamma, epsilon, clip
+
+    def reset(self, key):
+        inner, ts = self.env.reset(key)
+        state = NormalizeRewardState(inner, jnp.zeros((self.num_envs,), jnp.float32),
+                                     RunningMoments.create(()))
+        return state, ts
+
+    def step(self, state, action, key):
+        inner, ts = self.env.step(state.inner, action, key)
+        discounted = state.discounted_return * self.gamma + ts.reward
+        moments = state.moments.update(discounted)
+        reward = jnp.clip(ts.reward / jnp.sqrt(moments.var + self.epsilon), -self.clip, self.clip)
+        done = ts.terminated | ts.truncated
+        state = NormalizeRewardState(inner, jnp.where(done, 0.0, discounted), moments)
+        return state, ts._replace(reward=reward.astype(jnp.float32))
+
+
+# ---------------------------------------------------------------- actions and observations
+
+
+class ClipAction(VecEnvWrapper):
+    """Clips continuous actions to the action space's bounds before the env sees them."""
+
+    def __init__(self, env: VecEnv):
+        super().__init__(env)
+        if not isinstance(env.action_space, spaces.Box):
+            raise TypeError(f"ClipAction needs a Box action space, got {env.action_space}")
+        self._low = jnp.asarray(env.action_space.low)
+        self._high = jnp.asarray(env.action_space.high)
+
+    def step(self, state, action, key):
+        return self.env.step(state, jnp.clip(action, self._low, self._high), key)
+
+
+class FlattenObservation(VecEnvWrapper):
+    """Flattens every observation leaf and concatenates them into one float32 vector."""
+
+    def __init__(self, env: VecEnv):
+        super().__init__(env)
+        leaves = spaces.tree_spaces(env.observation_space)
+        low = np.concatenate([_bounds(s)[0].ravel() for s in leaves])
+        high = np.concatenate([_bounds(s)[1].ravel() for s in leaves])
+        self.observation_space = spaces.Box(low, high, low.shape, jnp.float32)
+
+    def _flat(self, obs):
+        return jnp.concatenate([x.reshape(x.shape[0], -1).astype(jnp.float32)
+                                for x in jax.tree.leaves(obs)], axis=-1)
+
+    def _apply(self, ts):
+        return ts._replace(obs=self._flat(ts.obs), final_obs=self._flat(ts.final_obs))
+
+    def reset(self, key):
+        state, ts = self.env.reset(key)
+        return state, self._apply(ts)
+
+    def step(self, state, action, key):
+        state, ts = self.env.step(state, action, key)
+        return state, self._apply(ts)
+
+
+def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(space, spaces.Box):
+        return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+    if isinstance(space, spaces.Discrete):
+        return np.zeros((), np.float32), np.full((), space.n - 1, np.float32)
+    nvec = np.asarray(space.nvec, np.float32)
+    return np.zeros_like(nvec), nvec - 1
+
+
+# ---------------------------------------------------------------- time limit (one env)
+
+
+@struct.dataclass
+class TimeLimitState:
+    inner: Any
+    steps: jax.Array  # () int32
+
+
+class TimeLimit(Env):
+    """Truncates an `Env`'s episodes after `max_steps` steps (unless they terminate first)."""
+
+    def __init__(self, env: Env, max_steps: int):
+        if int(max_steps) < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.env, self.max_steps = env, int(max_steps)
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+
+    def reset(self, key):
+        inner, ts = self.env.reset(key)
+        return TimeLimitState(inner, jnp.zeros((), jnp.int32)), ts
+
+    def step(self, state, action, key):
+        inner, ts = self.env.step(state.inner, action, key)
+        steps = state.steps + 1
+        truncated = (ts.truncated | (steps >= self.max_steps)) & ~ts.terminated
+        return TimeLimitState(inner, steps), ts._replace(truncated=truncated)
