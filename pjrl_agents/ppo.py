@@ -96,6 +96,10 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def default_config(env_name: str | None = None, **overrides) -> PPOConfig:
     """PPOConfig with the env's defaults (if it has any) and then `overrides` applied."""
+    names = {f.name for f in dataclasses.fields(PPOConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"PPO has no setting {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
     return PPOConfig(**{**ENV_DEFAULTS.get(env_name or "", {}), **overrides})
 
 
@@ -224,6 +228,7 @@ class PPO:
         self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous)
         self.optimizer = optax.scale_by_adam(eps=1e-5)
         self.num_updates = config.num_updates
+        self.steps_per_update = config.batch_size
 
     def init(self, key: jax.Array, config: PPOConfig | None = None) -> PPOState:
         config = self.config if config is None else config
@@ -313,6 +318,9 @@ class PPO:
         return self.dist.sample(key, actor_out, mask)
 
 
+Agent = PPO
+
+
 def make_train(config: PPOConfig, env: VecEnv):
     """`train(key, config=None) -> (PPOState, metrics)`, metrics `(num_updates,)` per name.
 
@@ -326,11 +334,3 @@ def make_train(config: PPOConfig, env: VecEnv):
         return jax.lax.scan(lambda s, _: agent.update(s), state, None, agent.num_updates)
 
     return train
-
-
-def config_from_dict(values: dict) -> PPOConfig:
-    names = {f.name for f in dataclasses.fields(PPOConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"PPO has no setting {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
-    return PPOConfig(**values)

@@ -64,7 +64,10 @@ def get_adapter(prefix: str) -> Adapter:
             close = difflib.get_close_matches(prefix, prefixes(), n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(c + ':' for c in close)}?" if close else ""
             raise UnknownEnvError(f"no adapter named {prefix!r}.{hint} Known: {', '.join(prefixes())}.")
-        _registered[prefix] = eps[prefix].load()
+        try:
+            _registered[prefix] = eps[prefix].load()
+        except ImportError as e:
+            raise MissingLibraryError(f"adapter {prefix!r} could not be imported: {e}") from e
     return _registered[prefix]
 
 

@@ -1,0 +1,109 @@
+"""The `pjrl` command line: `train`, `envs`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+from pjrl_agents.common import ConfigError
+
+
+def _parse_setting(config_cls, text: str) -> tuple[str, object]:
+    """`NAME=VALUE` typed by the config field it names."""
+    name, sep, raw = text.partition("=")
+    name = name.strip().replace("-", "_")
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if not sep:
+        raise ConfigError(f"--set {text!r}: write NAME=VALUE")
+    if name not in fields:
+        raise ConfigError(f"--set {name}: no such setting; settings: {', '.join(sorted(fields))}")
+    default = fields[name].default
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return name, raw.lower() in ("true", "1", "yes")
+        if isinstance(default, tuple):
+            return name, tuple(int(v) for v in raw.split(",") if v)
+        if isinstance(default, int):
+            return name, int(float(raw))
+        if isinstance(default, float):
+            return name, float(raw)
+        return name, raw
+    except ValueError:
+        raise ConfigError(f"--set {name}={raw!r}: expected a {type(default).__name__}") from None
+
+
+def _cmd_envs(args) -> int:
+    import pjrl_envs
+    for name in pjrl_envs.list_envs(args.library):
+        print(name)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from pjrl_agents import runner
+    module = runner.algorithm(args.algo)
+    overrides = dict(_parse_setting(type(module.default_config()), s) for s in args.set)
+    for flag, field in (("total_timesteps", "total_timesteps"), ("num_envs", "num_envs")):
+        if getattr(args, flag) is not None:
+            overrides[field] = int(getattr(args, flag))
+    summary = runner.train(args.env, args.algo, overrides, args.sweep, num_seeds=args.num_seeds, seed=args.seed,
+                           out=args.out, progress=None if args.quiet else print)
+    brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
+                                     "compile_s", "run_s", "steps_per_s", "out")}
+    for m in summary.get("members", []):
+        print(f"  {m['overrides']}: final_return_mean {m['final_return_mean']:.2f}")
+    print(json.dumps(brief))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pjrl", description="End-to-end JAX RL on any supported env library.")
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train an agent on a named env (default: PPO on gymnax:CartPole-v1)")
+    t.add_argument("--env", default="gymnax:CartPole-v1", help="LIB:NAME, see `pjrl envs`")
+    t.add_argument("--algo", default="ppo", help="ppo")
+    t.add_argument("--total-timesteps", type=float, default=None, help="env steps per seed")
+    t.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
+    t.add_argument("--num-seeds", type=int, default=1, help="seeds trained in parallel by vmap, one compile")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run directory (default runs/ENV-ALGO-TIME)")
+    t.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any config setting, e.g. --set lr=1e-3 --set hidden_sizes=128,128")
+    t.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
+                   help="train every value (a grid over several --sweep) in one compile")
+    t.add_argument("--quiet", action="store_true", help="no progress lines")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("envs", help="list env names, one LIB:NAME a line")
+    e.add_argument("--library", default=None, help="only this library's envs")
+    e.set_defaults(func=_cmd_envs)
+    return p
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        args = build_parser().parse_args(["train", *(argv or [])])
+    from pjrl_envs import MissingLibraryError, UnknownEnvError
+    try:
+        return args.func(args)
+    except (ConfigError, UnknownEnvError, MissingLibraryError) as e:
+        print(f"pjrl: error: {e}", file=sys.stderr)
+        return 2
+    except TypeError as e:  # an option the adapter does not take
+        if "option" in str(e) or "argument" in str(e):
+            print(f"pjrl: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("pjrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
