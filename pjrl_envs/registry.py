@@ -75,8 +75,8 @@ def list_envs(library: str | None = None) -> list[str]:
     """Full names `lib:id` of every env, or of one library's. Missing libraries are skipped."""
     names = []
     for prefix in [library] if library else prefixes():
-        adapter = get_adapter(prefix)
         try:
+            adapter = get_adapter(prefix)
             ids = adapter.list_envs() if adapter.list_envs else []
         except MissingLibraryError:
             if library:
