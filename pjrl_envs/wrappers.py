@@ -90,9 +90,10 @@ class RunningMoments:
     count: jax.Array  # () float32
 
     @classmethod
-    def create(cls, shape_tree: Any) -> "RunningMoments":
-        mean = jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), shape_tree)
-        var = jax.tree.map(lambda s: jnp.ones(s, jnp.float32), shape_tree)
+    def create(cls, example: Any) -> "RunningMoments":
+        """Zero mean, unit variance, shaped like `example` (one sample, no batch axis)."""
+        mean = jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), jnp.float32), example)
+        var = jax.tree.map(lambda x: jnp.ones(jnp.shape(x), jnp.float32), example)
         return cls(mean, var, jnp.asarray(1e-4, jnp.float32))
 
     def update(self, batch: Any) -> "RunningMoments":
@@ -153,7 +154,7 @@ class NormalizeObservation(VecEnvWrapper):
 
     def reset(self, key):
         inner, ts = self.env.reset(key)
-        moments = RunningMoments.create(jax.tree.map(lambda x: x.shape[1:], ts.obs))
+        moments = RunningMoments.create(jax.tree.map(lambda x: x[0], ts.obs))
         moments, ts = self._apply(moments, ts)
         return NormalizeObservationState(inner, moments), ts
 
@@ -187,7 +188,7 @@ class NormalizeReward(VecEnvWrapper):
     def reset(self, key):
         inner, ts = self.env.reset(key)
         state = NormalizeRewardState(inner, jnp.zeros((self.num_envs,), jnp.float32),
-                                     RunningMoments.create(()))
+                                     RunningMoments.create(jnp.zeros(())))
         return state, ts
 
     def step(self, state, action, key):
