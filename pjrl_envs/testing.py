@@ -37,14 +37,29 @@ def _rollout(env: VecEnv, key, num_steps: int):
     state, ts = env.reset(reset_key)
 
     def body(carry, k):
-        state, ts = carry
+        state, mask = carry
         action_key, step_key = jax.random.split(k)
-        action = _random_actions(env, action_key, ts.action_mask)
+        action = _random_actions(env, action_key, mask)
         state, ts = env.step(state, action, step_key)
-        return (state, ts), (ts, action)
+        return (state, ts.action_mask), (ts, action)
 
-    _, (traj, actions) = jax.lax.scan(body, (state, ts), jax.random.split(key, num_steps))
+    _, (traj, actions) = jax.lax.scan(body, (state, ts.action_mask), jax.random.split(key, num_steps))
     return ts, traj, actions
+
+
+def _structure_problems(reset_ts: TimeStep, step_ts: TimeStep) -> list[str]:
+    out = []
+    for name in TimeStep._fields:
+        a, b = getattr(reset_ts, name), getattr(step_ts, name)
+        if jax.tree.structure(a) != jax.tree.structure(b):
+            what = f"keys {sorted(a)} vs {sorted(b)}" if isinstance(a, dict) and isinstance(b, dict) else ""
+            out.append(f"reset and step return differently structured {name} {what}".rstrip())
+            continue
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            if x.dtype != y.dtype or x.shape != y.shape:
+                out.append(f"{name}: reset gives {x.dtype}{list(x.shape)}, step gives {y.dtype}{list(y.shape)}")
+                break
+    return out
 
 
 def _leaf_problems(where: str, x, space, lead: tuple) -> list[str]:
@@ -113,16 +128,21 @@ def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive:
         raise EnvCheckError([f"reset does not run under jit: {type(e).__name__}: {e}"]) from e
     problems += _timestep_problems(ts0, env, lead, "reset")
 
+    try:
+        state, _ = jax.jit(env.reset)(key)
+        action = _random_actions(env, key, ts0.action_mask)
+        _, ts1 = jax.jit(env.step)(state, action, key)
+    except Exception as e:  # noqa: BLE001
+        raise EnvCheckError(problems + [f"step does not run under jit: {type(e).__name__}: {e}"]) from e
+    problems += _timestep_problems(ts1, env, lead, "step")
+    problems += _structure_problems(ts0, ts1)
+
     rollout = jax.jit(lambda k: _rollout(env, k, num_steps))
     try:
         ts_reset, traj, actions = rollout(key)
     except Exception as e:  # noqa: BLE001
         raise EnvCheckError(problems + [f"step does not run inside jit + lax.scan: {type(e).__name__}: {e}"]) from e
 
-    step0 = jax.tree.map(lambda x: x[0], traj)
-    if jax.tree.structure(step0) != jax.tree.structure(ts_reset):
-        problems.append("reset and step return differently structured TimeSteps "
-                        f"(info keys: reset {sorted(ts_reset.info)}, step {sorted(step0.info)})")
     for t in sorted({0, 1, num_steps // 2, num_steps - 1}):
         problems += _timestep_problems(jax.tree.map(lambda x: x[t], traj), env, lead, f"step {t}")
     problems = list(dict.fromkeys(problems))
