@@ -1,0 +1,37 @@
+"""Helpers for benchmark scripts: timing with compile apart, the reference as a subprocess."""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+
+
+def time_compiled(fn, *args, repeats: int = 3) -> dict:
+    """Compile `fn` (a jitted function) for `args`, then run it `repeats` times."""
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    runs, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        runs.append(time.perf_counter() - t0)
+    return {"compile_s": compile_s, "run_s": statistics.median(runs), "run_s_all": runs, "out": out}
+
+
+def run_reference(path: str, args: list[str]) -> dict | None:
+    """Runs the reference script (same Python) and returns its JSON line, or None on failure."""
+    res = subprocess.run([sys.executable, path, *args], capture_output=True, text=True)
+    lines = [l for l in res.stdout.splitlines() if l.startswith("{")]
+    if res.returncode != 0 or not lines:
+        print(f"reference failed ({res.returncode}): {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"

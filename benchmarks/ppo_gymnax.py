@@ -1,0 +1,116 @@
+"""PPO on gymnax CartPole-v1 at PureJaxRL's config: compile s, run s, env steps/s.
+
+    python benchmarks/ppo_gymnax.py --reference ../shared/reference/bench_purejaxrl.py
+
+For 1, 16 and 64 seeds (vmapped, one compile) it prints pjrl's figures, the
+reference's (PureJaxRL's own ppo.py, run as a subprocess in the same Python)
+and their ratio, and the ceiling: a jit+scan of the vmapped env step with
+random actions at the same batch. Then cold and warm compile of `pjrl train`
+with the persistent compilation cache. Medians over --repeats runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax
+import jax.numpy as jnp
+
+import pjrl_envs
+from benchmarks.common import ratio, run_reference, time_compiled
+from pjrl_agents import ppo
+
+ENV = "CartPole-v1"
+
+
+def bench_pjrl(seeds: int, steps: int, repeats: int) -> dict:
+    config = ppo.PPOConfig(total_timesteps=steps)
+    env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
+    fn = jax.jit(jax.vmap(ppo.make_train(config, env)))
+    r = time_compiled(fn, jax.random.split(jax.random.PRNGKey(0), seeds), repeats=repeats)
+    ret = jnp.asarray(r.pop("out")[1]["episode_return"])
+    tail = max(1, ret.shape[1] // 20)
+    r["final_return"] = float(ret[:, -tail:].mean())
+    r["steps_per_s"] = steps * seeds / r["run_s"]
+    return r
+
+
+def bench_ceiling(seeds: int, steps: int, repeats: int) -> dict:
+    """The env alone: vmapped step with random actions, scanned, at pjrl's batch."""
+    num_envs = 4
+    env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=num_envs)
+
+    def rollout(key):
+        state, _ = env.reset(key)
+        def body(state, k):
+            a_key, s_key = jax.random.split(k)
+            action = jax.random.randint(a_key, (num_envs,), 0, env.action_space.n)
+            state, ts = env.step(state, action, s_key)
+            return state, ts.reward.sum()
+        return jax.lax.scan(body, state, jax.random.split(key, steps // num_envs))[1].sum()
+
+    r = time_compiled(jax.jit(jax.vmap(rollout)), jax.random.split(jax.random.PRNGKey(0), seeds), repeats=repeats)
+    r.pop("out")
+    r["steps_per_s"] = steps * seeds / r["run_s"]
+    return r
+
+
+def cold_warm_compile(steps: int) -> tuple[float, float]:
+    """compile_s of two identical `pjrl train` runs sharing a fresh persistent cache."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PJRL_CACHE_DIR": os.path.join(tmp, "cache")}
+        out = []
+        for i in range(2):
+            run_dir = os.path.join(tmp, f"run{i}")
+            subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--total-timesteps", str(steps),
+                            "--quiet", "--out", run_dir], env=env, check=True, capture_output=True)
+            out.append(json.loads(Path(run_dir, "summary.json").read_text())["compile_s"])
+    return out[0], out[1]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="1,16,64")
+    p.add_argument("--steps", type=int, default=500_000, help="env steps per seed at 1 seed")
+    p.add_argument("--steps-multi", type=int, default=100_000, help="env steps per seed above 1 seed")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py")
+    a = p.parse_args()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus")
+    rows = []
+    for seeds in [int(s) for s in a.seeds.split(",")]:
+        steps = a.steps if seeds == 1 else a.steps_multi
+        ours = bench_pjrl(seeds, steps, a.repeats)
+        ceiling = bench_ceiling(seeds, steps, a.repeats)
+        ref = run_reference(a.reference, ["--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps",
+                                          str(steps), "--repeats", str(a.repeats)]) if a.reference else None
+        row = {"seeds": seeds, "steps_per_seed": steps,
+               "pjrl": {k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items() if k != "run_s_all"},
+               "ceiling_steps_per_s": round(ceiling["steps_per_s"])}
+        line = (f"seeds={seeds:3d} steps/seed={steps:,}: pjrl compile {ours['compile_s']:.2f}s run "
+                f"{ours['run_s']:.2f}s {ours['steps_per_s']:,.0f} steps/s return {ours['final_return']:.1f} | "
+                f"env-only ceiling {ceiling['steps_per_s']:,.0f} steps/s "
+                f"(training at {ours['steps_per_s'] / ceiling['steps_per_s']:.0%} of it)")
+        if ref:
+            row["reference"] = ref
+            line += (f"\n    PureJaxRL compile {ref['compile_s']:.2f}s run {ref['run_s']:.2f}s "
+                     f"{ref['steps_per_s']:,} steps/s return {ref['final_return']:.1f} | pjrl/PureJaxRL: compile "
+                     f"{ratio(ours['compile_s'], ref['compile_s'])}, run {ratio(ours['run_s'], ref['run_s'])}, "
+                     f"speed {ratio(ours['steps_per_s'], ref['steps_per_s'])}")
+        print(line, flush=True)
+        rows.append(row)
+    cold, warm = cold_warm_compile(a.steps)
+    print(f"pjrl train compile: cold {cold:.2f}s, warm (persistent cache) {warm:.2f}s ({warm / cold:.0%} of cold)")
+    print(json.dumps({"rows": rows, "compile_cold_s": cold, "compile_warm_s": warm}))
+
+
+if __name__ == "__main__":
+    main()
