@@ -1,4 +1,4 @@
-"""The `pjrl` command line: `train`, `envs`."""
+"""The `pjrl` command line: `train`, `envs`, `eval`, `plot`."""
 from __future__ import annotations
 
 import argparse
@@ -45,18 +45,53 @@ def _cmd_envs(args) -> int:
 
 def _cmd_train(args) -> int:
     from pjrl_agents import runner
-    module = runner.algorithm(args.algo)
-    overrides = dict(_parse_setting(type(module.default_config()), s) for s in args.set)
-    for flag, field in (("total_timesteps", "total_timesteps"), ("num_envs", "num_envs")):
-        if getattr(args, flag) is not None:
-            overrides[field] = int(getattr(args, flag))
-    summary = runner.train(args.env, args.algo, overrides, args.sweep, num_seeds=args.num_seeds, seed=args.seed,
-                           out=args.out, progress=None if args.quiet else print)
+    progress = None if args.quiet else print
+    if args.resume:
+        summary = runner.resume(args.resume, progress=progress)
+    else:
+        module = runner.algorithm(args.algo)
+        overrides = dict(_parse_setting(type(module.default_config()), s) for s in args.set)
+        for flag, field in (("total_timesteps", "total_timesteps"), ("num_envs", "num_envs")):
+            if getattr(args, flag) is not None:
+                overrides[field] = int(getattr(args, flag))
+        wandb = None
+        if args.wandb:
+            _require_wandb()
+            wandb = {"project": args.wandb_project, "entity": args.wandb_entity, "group": args.wandb_group}
+        summary = runner.train(args.env, args.algo, overrides, args.sweep, num_seeds=args.num_seeds,
+                               seed=args.seed, out=args.out, checkpoint_every=args.checkpoint_every,
+                               tensorboard=not args.no_tensorboard, wandb=wandb, progress=progress)
     brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
                                      "compile_s", "run_s", "steps_per_s", "out")}
     for m in summary.get("members", []):
         print(f"  {m['overrides']}: final_return_mean {m['final_return_mean']:.2f}")
     print(json.dumps(brief))
+    return 0
+
+
+def _require_wandb() -> None:
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise ConfigError("--wandb needs the wandb package: pip install wandb (or pip install 'pjrl[wandb]')") from None
+
+
+def _cmd_eval(args) -> int:
+    from pjrl_agents import evaluate, runner
+    run, state = runner.load(args.run_dir)
+    for result in evaluate.evaluate_run(run, state, episodes=args.episodes, seed=args.seed, run_index=args.run_index):
+        kind = "deterministic" if result["deterministic"] else "stochastic"
+        print(f"{kind:13s} return {result['return_mean']:.2f} +- {result['return_std']:.2f} "
+              f"over {result['episodes']} episodes (mean length {result['length_mean']:.1f})")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from pjrl_agents.plot import plot
+    try:
+        print(plot(args.run_dirs, args.out, args.metric))
+    except (FileNotFoundError, KeyError) as e:
+        raise ConfigError(str(e).strip("'\"")) from None
     return 0
 
 
@@ -77,7 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
                    help="train every value (a grid over several --sweep) in one compile")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="checkpoint every N updates (a final checkpoint is always written)")
+    t.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted run to its planned total")
+    t.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
+    t.add_argument("--wandb", action="store_true", help="track with Weights & Biases (WANDB_MODE=offline works)")
+    t.add_argument("--wandb-project", default="pjrl")
+    t.add_argument("--wandb-entity", default=None)
+    t.add_argument("--wandb-group", default=None)
     t.set_defaults(func=_cmd_train)
+
+    v = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
+    v.add_argument("run_dir")
+    v.add_argument("--episodes", type=int, default=10)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--run-index", type=int, default=0, help="which seed (or sweep member x seed) to evaluate")
+    v.set_defaults(func=_cmd_eval)
+
+    pl = sub.add_parser("plot", help="learning curves of runs to a PNG")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("--out", default="curves.png")
+    pl.add_argument("--metric", default="episode_return")
+    pl.set_defaults(func=_cmd_plot)
 
     e = sub.add_parser("envs", help="list env names, one LIB:NAME a line")
     e.add_argument("--library", default=None, help="only this library's envs")
@@ -89,10 +145,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
         args = build_parser().parse_args(["train", *(argv or [])])
+    from pjrl_agents.checkpoint import CheckpointError
     from pjrl_envs import MissingLibraryError, UnknownEnvError
     try:
         return args.func(args)
-    except (ConfigError, UnknownEnvError, MissingLibraryError) as e:
+    except (ConfigError, UnknownEnvError, MissingLibraryError, CheckpointError) as e:
         print(f"pjrl: error: {e}", file=sys.stderr)
         return 2
     except TypeError as e:  # an option the adapter does not take
@@ -100,8 +157,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             print(f"pjrl: error: {e}", file=sys.stderr)
             return 2
         raise
-    except KeyboardInterrupt:
-        print("pjrl: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"pjrl: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
 
 

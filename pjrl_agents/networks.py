@@ -7,7 +7,29 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
+
+def orthogonal(scale: float = 1.0, iterations: int = 60):
+    """Orthogonal initialiser (a Haar-random orthogonal matrix times `scale`) without LAPACK.
+
+    The orthogonal polar factor of a Gaussian matrix is Haar-distributed, and the
+    Newton-Schulz iteration `X <- 1.5 X - 0.5 X X^T X` converges to it using only
+    matrix products. A QR-based initialiser under `vmap` calls a batched LAPACK
+    kernel that can deadlock XLA's CPU thread pool on machines with few cores.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        wide = rows < cols
+        a = jax.random.normal(key, (cols, rows) if wide else (rows, cols), jnp.float32)
+        x = a / jnp.linalg.norm(a)
+        x = jax.lax.fori_loop(0, iterations, lambda _, x: 1.5 * x - 0.5 * x @ (x.T @ x), x)
+        if wide:
+            x = x.T
+        return (scale * x).reshape(shape).astype(dtype)
+
+    return init
+
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 

@@ -1,17 +1,19 @@
 """Runs an agent on a named env for many seeds (and sweep members) in one compile.
 
 The update scan is cut into chunks of K updates: each chunk is one call of a
-compiled, vmapped `lax.scan`, so progress leaves the device every K updates
-while the device holds only the current state and K rows of scalar metrics.
+compiled, vmapped `lax.scan`, so metrics leave the device every K updates (to
+the console, files, TensorBoard, W&B) while the device holds only the current
+state and K rows of scalars; checkpoints are written between chunks.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import importlib
 import itertools
 import json
 import os
+import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,10 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
+from pjrl_agents import logging as sinks
+from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
 from pjrl_agents.common import ConfigError, numeric_fields, stack_configs
 
 ALGOS = {"ppo": "pjrl_agents.ppo", "dqn": "pjrl_agents.dqn"}
 """algorithm name -> module with `default_config(env_name, **overrides)`, `validate(config, env)`, `Agent`."""
+
+MIN_FREE_BYTES = 64 << 20
 
 
 def algorithm(name: str):
@@ -71,120 +77,262 @@ def final_returns(episode_return: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass
-class Progress:
-    """Prints one line per chunk (at most every `every_s` seconds): steps, SPS, return, ETA."""
+class RunSpec:
+    """Everything needed to rebuild a run (saved as run.json; `--resume` reads it)."""
 
-    total_steps: int
-    every_s: float = 1.0
-    write: Callable[[str], None] = print
-    _last: float = 0.0
+    env: str = "gymnax:CartPole-v1"
+    algo: str = "ppo"
+    overrides: dict = dataclasses.field(default_factory=dict)
+    sweep: list = dataclasses.field(default_factory=list)
+    num_seeds: int = 1
+    seed: int = 0
+    chunks: int = 50
+    checkpoint_every: int = 0
+    tensorboard: bool = True
+    wandb: dict | None = None  # {"project", "entity", "group"} when tracking
 
-    def __call__(self, steps: int, elapsed: float, episode_return: float, done: bool = False):
-        now = time.perf_counter()
-        if not done and now - self._last < self.every_s:
+
+class Run:
+    """A run directory and the compiled functions that train it."""
+
+    def __init__(self, spec: RunSpec, out: Path, resume: bool = False):
+        self.spec, self.out, self.resume = spec, out, resume
+        module = algorithm(spec.algo)
+        if spec.num_seeds < 1:
+            raise ConfigError(f"num_seeds must be >= 1, got {spec.num_seeds}")
+        if spec.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0, got {spec.checkpoint_every}")
+        self.config = module.default_config(spec.env, **spec.overrides)
+        module.validate(self.config)
+        self.members = parse_sweep(spec.sweep, self.config)
+        self.env = pjrl_envs.make(spec.env, num_envs=self.config.num_envs)
+        self.agent = module.Agent(self.config, self.env)
+        self._prepare_directory()
+
+    # ------------------------------------------------------------ set-up, before compiling
+
+    def _prepare_directory(self) -> None:
+        out = self.out
+        if self.resume:
+            if not (out / "run.json").exists():
+                raise CheckpointError(f"{out} holds no run (no run.json) to resume")
+            if not has_checkpoint(out):
+                raise CheckpointError(f"{out} holds no checkpoint to resume from")
             return
-        self._last = now
-        sps = steps / max(elapsed, 1e-9)
-        eta = (self.total_steps - steps) / max(sps, 1e-9)
-        self.write(f"step {steps:>12,}/{self.total_steps:,} | {sps:>10,.0f} steps/s | "
-                   f"return {episode_return:9.2f} | ETA {eta:6.1f}s")
+        if (out / "run.json").exists():
+            raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_bytes(b"0" * 4096)
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
+        free = shutil.disk_usage(out).free
+        if free < MIN_FREE_BYTES:
+            raise ConfigError(f"only {free >> 20} MiB free at {out}; a run needs at least {MIN_FREE_BYTES >> 20} MiB")
+        (out / "run.json").write_text(json.dumps(dataclasses.asdict(self.spec), indent=2))
+        (out / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(self.config)), indent=2))
+
+    # ------------------------------------------------------------ training
+
+    def train(self, progress: Callable[[str], None] | None = print) -> dict:
+        spec, agent = self.spec, self.agent
+        member_configs = [self.config.replace(**m) for m in self.members]
+        num_runs = len(self.members) * spec.num_seeds
+        configs = jax.tree.map(lambda x: jnp.repeat(x, spec.num_seeds), stack_configs(member_configs))
+        keys = jnp.tile(jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds), (len(self.members), 1))
+        num_updates = agent.num_updates
+        chunk_len = max(1, -(-num_updates // spec.chunks))
+        if spec.checkpoint_every:
+            chunk_len = min(chunk_len, spec.checkpoint_every)
+        cache_dir = enable_compilation_cache()
+
+        # COMPILE
+        t0 = time.perf_counter()
+        init = jax.jit(jax.vmap(agent.init)).lower(keys, configs).compile()
+        state_shape = jax.eval_shape(jax.vmap(agent.init), keys, configs)
+        chunk = jax.jit(jax.vmap(_chunk_fn(agent, chunk_len), in_axes=(0, None))).lower(state_shape, 0).compile()
+        compile_s = time.perf_counter() - t0
+
+        # START OR RESUME
+        checkpointer = Checkpointer(self.out)  # a final checkpoint is always written, for eval and resume
+        history: list[dict] = []
+        if self.resume:
+            start, state = checkpointer.restore(state_shape)
+            history = [r for r in sinks.read_metrics(self.out) if r["update"] <= start]
+            _rewrite_metrics(self.out, history)
+        else:
+            start, state = 0, init(keys, configs)
+        file_sink = sinks.FileSink(self.out)
+        outputs = [file_sink] + ([sinks.TensorBoardSink(self.out)] if spec.tensorboard else [])
+        if spec.wandb is not None:
+            outputs.append(sinks.WandbSink(self.out, _jsonable(dataclasses.asdict(spec)), name=self.out.name,
+                                           resume_id=self.out.name if self.resume else None, **spec.wandb))
+        console = sinks.Console(num_updates * agent.steps_per_update, progress) if progress else None
+
+        # TRAIN, chunk by chunk; SIGINT/SIGTERM stop after the chunk in flight
+        stop = _StopFlag()
+        status, t0, done = "finished", time.perf_counter(), start
+        last_saved = start
+        try:
+            with stop:
+                while done < num_updates:
+                    state, metrics = chunk(state, done)
+                    n = min(chunk_len, num_updates - done)
+                    metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
+                    rows = sinks.chunk_rows(metrics, done, agent.steps_per_update, spec.num_seeds)
+                    rows += sinks.mean_rows(rows)
+                    for sink in outputs:
+                        sink.log(rows)
+                    history += [r for r in rows if r["seed"] != "mean"]
+                    done += n
+                    if console:
+                        console.progress(done * agent.steps_per_update, (done - start) * agent.steps_per_update,
+                                         time.perf_counter() - t0, float(metrics["episode_return"][:, -1].mean()),
+                                         done >= num_updates)
+                    if spec.checkpoint_every and done // spec.checkpoint_every > last_saved // spec.checkpoint_every:
+                        checkpointer.save(done, state)
+                        last_saved = done
+                    if stop.requested:
+                        status = "interrupted"
+                        break
+            jax.block_until_ready(state)
+            run_s = time.perf_counter() - t0
+            if last_saved != done:
+                checkpointer.save(done, state)
+        finally:
+            for sink in outputs:
+                sink.close()
+            checkpointer.close()
+
+        summary = self._summary(history, done, compile_s, run_s, start, cache_dir, status)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if status == "interrupted":
+            raise KeyboardInterrupt(f"stopped at update {done}/{num_updates}; resume with --resume {self.out}")
+        return {**summary, "out": str(self.out)}
+
+    def _summary(self, history, done, compile_s, run_s, start, cache_dir, status) -> dict:
+        spec, steps_per_update = self.spec, self.agent.steps_per_update
+        num_runs = len(self.members) * spec.num_seeds
+        returns = np.full((num_runs, done), np.nan)
+        for r in history:
+            returns[r["member"] * spec.num_seeds + r["seed"], r["update"] - 1] = r["episode_return"]
+        finals = final_returns(returns).reshape(len(self.members), spec.num_seeds)
+        new_steps = (done - start) * steps_per_update * num_runs
+        summary = {
+            "env": spec.env, "algo": spec.algo, "status": status,
+            "total_timesteps": done * steps_per_update, "planned_timesteps": self.agent.num_updates * steps_per_update,
+            "num_seeds": spec.num_seeds, "seed": spec.seed,
+            "final_return_mean": float(finals[0].mean()),
+            "final_return_per_seed": [float(x) for x in finals[0]],
+            "compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
+            "steps_per_s": round(new_steps / max(run_s, 1e-9)),
+            "num_updates": done, "resumed_from_update": start if self.resume else None,
+            "compilation_cache": cache_dir, "config": _jsonable(dataclasses.asdict(self.config)),
+        }
+        if spec.sweep:
+            summary["members"] = [{"overrides": m, "final_return_mean": float(f.mean()),
+                                   "final_return_per_seed": [float(x) for x in f]}
+                                  for m, f in zip(self.members, finals)]
+        return summary
+
+
+def _chunk_fn(agent, chunk_len: int):
+    """`(state, first_update) -> (state, metrics (chunk_len,))`; updates past the end are skipped."""
+    num_updates = agent.num_updates
+
+    def run_chunk(state, start):
+        metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], state)
+        skip = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape))
+        body = lambda s, i: jax.lax.cond(i < num_updates, agent.update, skip, s)
+        return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
+
+    return run_chunk
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between chunks, so a stop loses no work."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _rewrite_metrics(out: Path, rows: list[dict]) -> None:
+    """Drops logged rows past the checkpoint a run resumes from."""
+    for name in ("metrics.jsonl", "metrics.csv"):
+        (out / name).unlink(missing_ok=True)
+    if rows:
+        sink = sinks.FileSink(out)
+        sink.log(rows)
+        sink.close()
+
+
+def default_out(env: str, algo: str) -> Path:
+    return Path("runs") / f"{env.replace(':', '-')}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep: list[str] | None = None,
-          num_seeds: int = 1, seed: int = 0, out: str | os.PathLike | None = None,
-          chunks: int = 50, progress: Callable[[str], None] | None = print) -> dict:
-    """Trains `num_seeds` seeds of every sweep member; writes and returns the summary."""
-    module = algorithm(algo)
-    overrides = dict(overrides or {})
-    if num_seeds < 1:
-        raise ConfigError(f"num_seeds must be >= 1, got {num_seeds}")
+          num_seeds: int = 1, seed: int = 0, out: str | os.PathLike | None = None, chunks: int = 50,
+          checkpoint_every: int = 0, tensorboard: bool = True, wandb: dict | None = None,
+          progress: Callable[[str], None] | None = print) -> dict:
+    """Trains `num_seeds` seeds of every sweep member; writes the run directory and returns the summary."""
+    spec = RunSpec(env_name, algo, dict(overrides or {}), list(sweep or []), num_seeds, seed, chunks,
+                   checkpoint_every, tensorboard, wandb)
     try:
-        config = module.default_config(env_name, **overrides)
+        run = Run(spec, Path(out) if out else default_out(env_name, algo))
     except TypeError as e:
-        raise ConfigError(str(e)) from None
-    module.validate(config)
-    members = parse_sweep(sweep or [], config)
-    env = pjrl_envs.make(env_name, num_envs=config.num_envs)
-    agent = module.Agent(config, env)
-    cache_dir = enable_compilation_cache()
-    out = Path(out) if out else Path("runs") / f"{env_name.replace(':', '-')}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(config)), indent=2))
-
-    # one run per (member, seed), member-major; every member sees the same seeds
-    member_configs = [config.replace(**m) for m in members]
-    stacked = stack_configs(member_configs)
-    runs = len(members) * num_seeds
-    configs = jax.tree.map(lambda x: jnp.repeat(x, num_seeds), stacked)
-    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(seed), num_seeds), (len(members), 1))
-
-    num_updates = agent.num_updates
-    chunk_len = max(1, -(-num_updates // chunks))
-    metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], jax.eval_shape(agent.init, keys[0], member_configs[0]))
-
-    def run_chunk(state, start):
-        def body(state, i):
-            return jax.lax.cond(i < num_updates, agent.update,
-                                lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape)),
-                                state)
-        return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
-
-    t0 = time.perf_counter()
-    init = jax.jit(jax.vmap(agent.init)).lower(keys, configs).compile()
-    state_shape = jax.eval_shape(jax.vmap(agent.init), keys, configs)
-    chunk = jax.jit(jax.vmap(run_chunk, in_axes=(0, None))).lower(state_shape, 0).compile()
-    compile_s = time.perf_counter() - t0
-
-    steps_per_update = agent.steps_per_update
-    report = Progress(config.total_timesteps) if progress else None
-    if report and progress is not print:
-        report.write = progress
-    t0 = time.perf_counter()
-    state = init(keys, configs)
-    collected = []
-    for start in range(0, num_updates, chunk_len):
-        state, metrics = chunk(state, start)
-        metrics = jax.device_get(metrics)
-        n = min(chunk_len, num_updates - start)
-        collected.append({k: v[:, :n] for k, v in metrics.items()})
-        if report:
-            report((start + n) * steps_per_update, time.perf_counter() - t0,
-                   float(np.mean(metrics["episode_return"][:, n - 1])), done=start + n >= num_updates)
-    jax.block_until_ready(state)
-    run_s = time.perf_counter() - t0
-
-    metrics = {k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]}  # (runs, updates)
-    finals = final_returns(metrics["episode_return"]).reshape(len(members), num_seeds)
-    summary = {
-        "env": env_name, "algo": algo, "total_timesteps": num_updates * steps_per_update,
-        "num_seeds": num_seeds, "seed": seed,
-        "final_return_mean": float(finals[0].mean()),
-        "final_return_per_seed": [float(x) for x in finals[0]],
-        "compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
-        "steps_per_s": round(num_updates * steps_per_update * runs / run_s),
-        "num_updates": num_updates, "compilation_cache": cache_dir,
-        "config": _jsonable(dataclasses.asdict(config)),
-    }
-    if sweep:
-        summary["members"] = [{"overrides": m, "final_return_mean": float(f.mean()),
-                               "final_return_per_seed": [float(x) for x in f]} for m, f in zip(members, finals)]
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _write_metrics_csv(out / "metrics.csv", metrics, members, num_seeds, steps_per_update)
-    summary["out"] = str(out)
-    return summary
+        if "option" in str(e) or "argument" in str(e):
+            raise ConfigError(str(e)) from None
+        raise
+    return run.train(progress)
 
 
-def _write_metrics_csv(path: Path, metrics: dict, members: list, num_seeds: int, steps_per_update: int):
-    names = sorted(metrics)
-    runs, updates = metrics[names[0]].shape
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["member", "seed", "update", "step"] + names)
-        for r in range(runs):
-            cols = [metrics[k][r] for k in names]
-            for u in range(updates):
-                w.writerow([r // num_seeds, r % num_seeds, u + 1, (u + 1) * steps_per_update]
-                           + [f"{c[u]:.6g}" for c in cols])
+def resume(run_dir: str | os.PathLike, progress: Callable[[str], None] | None = print) -> dict:
+    """Continues an interrupted run from its latest checkpoint to its planned total."""
+    run_dir = Path(run_dir)
+    try:
+        spec = RunSpec(**json.loads((run_dir / "run.json").read_text()))
+    except FileNotFoundError:
+        raise CheckpointError(f"{run_dir} holds no run (no run.json) to resume") from None
+    except (json.JSONDecodeError, TypeError) as e:
+        raise CheckpointError(f"{run_dir}/run.json is unreadable: {e}") from None
+    return Run(spec, run_dir, resume=True).train(progress)
+
+
+def load(run_dir: str | os.PathLike):
+    """`(run, state)`: a finished or interrupted run rebuilt and its latest checkpoint restored."""
+    run_dir = Path(run_dir)
+    spec = RunSpec(**json.loads((run_dir / "run.json").read_text()))
+    run = Run(spec, run_dir, resume=True)
+    member_configs = [run.config.replace(**m) for m in run.members]
+    configs = jax.tree.map(lambda x: jnp.repeat(x, spec.num_seeds), stack_configs(member_configs))
+    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds), (len(run.members), 1))
+    shape = jax.eval_shape(jax.vmap(run.agent.init), keys, configs)
+    checkpointer = Checkpointer(run_dir)
+    try:
+        _, state = checkpointer.restore(shape)
+    finally:
+        checkpointer.close()
+    return run, state
 
 
 def _jsonable(x):

@@ -1,0 +1,151 @@
+"""Where metrics go while a run trains: console, JSONL/CSV files, TensorBoard, Weights & Biases.
+
+Each sink receives, after every chunk of updates, `log(rows)`: one dict per
+(run, update) with `member`, `seed`, `update`, `step` and the metric scalars,
+plus the mean over seeds of each member as rows with `seed = "mean"`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def chunk_rows(metrics: dict[str, np.ndarray], first_update: int, steps_per_update: int,
+               num_seeds: int) -> list[dict]:
+    """Per-run rows from `(runs, n)` arrays covering updates `first_update+1 .. first_update+n`."""
+    names = sorted(metrics)
+    runs, n = metrics[names[0]].shape
+    rows = []
+    for r in range(runs):
+        for u in range(n):
+            update = first_update + u + 1
+            row = {"member": r // num_seeds, "seed": r % num_seeds, "update": update,
+                   "step": update * steps_per_update}
+            row.update({k: float(metrics[k][r, u]) for k in names})
+            rows.append(row)
+    return rows
+
+
+def mean_rows(rows: list[dict]) -> list[dict]:
+    """Mean over seeds, per member and update."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["member"], row["update"]), []).append(row)
+    out = []
+    for (member, update), group in sorted(groups.items()):
+        mean = {"member": member, "seed": "mean", "update": update, "step": group[0]["step"]}
+        for k in group[0]:
+            if k not in mean:
+                mean[k] = float(np.mean([g[k] for g in group]))
+        out.append(mean)
+    return out
+
+
+class FileSink:
+    """`metrics.jsonl` and `metrics.csv`, appended as the run goes (one row per update per seed)."""
+
+    def __init__(self, run_dir: Path):
+        self.jsonl = open(run_dir / "metrics.jsonl", "a")
+        self.csv_path = run_dir / "metrics.csv"
+        self._csv = None
+        self._writer = None
+
+    def log(self, rows: list[dict]) -> None:
+        for row in rows:
+            if row["seed"] == "mean":
+                continue
+            self.jsonl.write(json.dumps(row) + "\n")
+            if self._writer is None:
+                fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+                self._csv = open(self.csv_path, "a", newline="")
+                self._writer = csv.DictWriter(self._csv, fieldnames=list(row))
+                if fresh:
+                    self._writer.writeheader()
+            self._writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.jsonl.flush()
+        if self._csv:
+            self._csv.flush()
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self._csv:
+            self._csv.close()
+
+
+class TensorBoardSink:
+    """TensorBoard event files under `run_dir/tb`: `seed<i>/<metric>` and `mean/<metric>` per member."""
+
+    def __init__(self, run_dir: Path):
+        from tensorboardX import SummaryWriter
+        self.writer = SummaryWriter(str(run_dir / "tb"), flush_secs=5)
+
+    def log(self, rows: list[dict]) -> None:
+        for row in rows:
+            prefix = f"m{row['member']}/" if row["member"] else ""
+            prefix += "mean" if row["seed"] == "mean" else f"seed{row['seed']}"
+            for k, v in row.items():
+                if k not in ("member", "seed", "update", "step") and math.isfinite(v):
+                    self.writer.add_scalar(f"{prefix}/{k}", v, row["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbSink:
+    """Weights & Biases; `WANDB_MODE=offline` writes a local run with no network."""
+
+    def __init__(self, run_dir: Path, config: dict, project: str, entity: str | None, group: str | None,
+                 name: str, resume_id: str | None = None):
+        try:
+            import wandb
+        except ImportError:
+            raise ImportError("--wandb needs the wandb package: pip install wandb (or pip install 'pjrl[wandb]')") from None
+        self.wandb = wandb
+        self.run = wandb.init(project=project, entity=entity, group=group, name=name, config=config,
+                              dir=str(run_dir), id=resume_id, resume="allow" if resume_id else None)
+
+    def log(self, rows: list[dict]) -> None:
+        by_step: dict[int, dict] = {}
+        for row in rows:
+            prefix = (f"m{row['member']}/" if row["member"] else "") + (
+                "mean" if row["seed"] == "mean" else f"seed{row['seed']}")
+            entry = by_step.setdefault(row["step"], {})
+            entry.update({f"{prefix}/{k}": v for k, v in row.items() if k not in ("member", "seed", "update", "step")})
+        for step, values in sorted(by_step.items()):
+            self.run.log(values, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class Console:
+    """One progress line per chunk (at most every `every_s` seconds): steps, SPS, return, ETA."""
+
+    def __init__(self, total_steps: int, write: Callable[[str], None] = print, every_s: float = 1.0):
+        self.total_steps, self.write, self.every_s = total_steps, write, every_s
+        self._last = 0.0
+
+    def progress(self, steps: int, new_steps: int, elapsed: float, episode_return: float, done: bool) -> None:
+        now = time.perf_counter()
+        if not done and now - self._last < self.every_s:
+            return
+        self._last = now
+        sps = new_steps / max(elapsed, 1e-9)
+        eta = (self.total_steps - steps) / max(sps, 1e-9)
+        self.write(f"step {steps:>12,}/{self.total_steps:,} | {sps:>10,.0f} steps/s | "
+                   f"return {episode_return:9.2f} | ETA {eta:6.1f}s")
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
