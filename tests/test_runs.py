@@ -1,0 +1,152 @@
+"""Run directories: streamed metrics, TensorBoard, W&B offline, checkpoints, kill and resume, eval, plot."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pjrl_agents import cli
+
+pytestmark = pytest.mark.xdist_group("runs")
+
+TRAIN = [sys.executable, "-m", "pjrl_agents.cli", "train", "--quiet"]
+SMALL = ["--total-timesteps", "40960", "--num-seeds", "2"]  # 80 updates of 512 steps
+
+
+def _run(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, **kw)
+
+
+def _wait_for_checkpoint(out: Path, proc, timeout=240):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        d = out / "checkpoints"
+        if d.is_dir() and any(p.name.isdigit() for p in d.iterdir()):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before its first checkpoint: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    res = _run(TRAIN + SMALL + ["--checkpoint-every", "2", "--out", str(out)])
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_run_directory_contents(uninterrupted):
+    out = uninterrupted
+    for name in ("run.json", "config.json", "summary.json", "metrics.jsonl", "metrics.csv", "tb", "checkpoints"):
+        assert (out / name).exists(), name
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 80 * 2 and {r["seed"] for r in rows} == {0, 1}
+    assert rows[-1]["step"] == 40960 and "entropy" in rows[-1]
+
+
+def test_tensorboard_events_load_with_tensorboards_reader(uninterrupted):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(uninterrupted / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"mean/episode_return", "seed0/episode_return", "seed1/loss"} <= set(tags)
+    events = acc.Scalars("mean/episode_return")
+    assert len(events) == 80 and events[-1].step == 40960
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(TRAIN + SMALL + ["--checkpoint-every", "2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(out, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists(), "the run finished before it was killed"
+    res = _run(TRAIN + ["--resume", str(out)])
+    assert res.returncode == 0, res.stderr
+    resumed = json.loads((out / "summary.json").read_text())
+    whole = json.loads((uninterrupted / "summary.json").read_text())
+    assert resumed["total_timesteps"] == whole["total_timesteps"] == 40960
+    assert resumed["resumed_from_update"] > 0
+    # the checkpoint holds the whole state, RNG included: the resumed run is the same run
+    for a, b in zip(resumed["final_return_per_seed"], whole["final_return_per_seed"]):
+        assert abs(a - b) <= 1e-3 * max(1.0, abs(b)), (resumed, whole)
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 80 * 2
+
+
+def test_sigint_saves_a_final_checkpoint(tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(TRAIN + ["--total-timesteps", "200000", "--checkpoint-every", "50", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() - t0 < 240
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "--resume" in err
+    done = summary["num_updates"]
+    assert 0 < done < 390
+    assert str(done) in os.listdir(out / "checkpoints")
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    res = _run(TRAIN + ["--resume", str(tmp_path)])
+    assert res.returncode == 2 and "no run" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "run.json").write_text(json.dumps({"env": "gymnax:CartPole-v1"}))
+    res = _run(TRAIN + ["--resume", str(tmp_path)])
+    assert res.returncode == 2 and "no checkpoint" in res.stderr
+    assert sorted(os.listdir(tmp_path)) == ["run.json"]  # nothing written
+
+
+def test_corrupt_checkpoint_is_a_clear_error(uninterrupted, tmp_path):
+    import shutil
+    out = tmp_path / "copy"
+    shutil.copytree(uninterrupted, out)
+    latest = max((out / "checkpoints").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+    for f in latest.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    res = _run(TRAIN + ["--resume", str(out)])
+    assert res.returncode == 2 and "cannot be read" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_unwritable_out_fails_at_start(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    t0 = time.time()
+    res = _run(TRAIN + ["--out", str(blocker / "run")])
+    assert res.returncode == 2 and "cannot write" in res.stderr
+    assert time.time() - t0 < 60
+
+
+def test_existing_run_is_not_overwritten(uninterrupted):
+    res = _run(TRAIN + ["--out", str(uninterrupted)])
+    assert res.returncode == 2 and "--resume" in res.stderr
+
+
+def test_wandb_offline(tmp_path):
+    out = tmp_path / "wb"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    res = _run(TRAIN + ["--total-timesteps", "4096", "--wandb", "--out", str(out)], env=env)
+    assert res.returncode == 0, res.stderr
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert runs and any(f.suffix == ".wandb" for f in runs[0].iterdir())
+
+
+def test_eval_and_plot(uninterrupted, tmp_path, capsys):
+    assert cli.main(["eval", str(uninterrupted), "--episodes", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "deterministic" in text and "stochastic" in text
+    png = tmp_path / "curves.png"
+    assert cli.main(["plot", str(uninterrupted), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
