@@ -27,7 +27,7 @@ from flax.linen.initializers import constant, orthogonal
 
 from pjrl_agents.common import ConfigError, divisors, episode_metrics, require_positive, wrap_env
 from pjrl_agents.networks import MLP, flatten_obs
-from pjrl_envs import spaces
+from pjrl_envs import MissingLibraryError, spaces
 from pjrl_envs.core import VecEnv
 
 
@@ -82,8 +82,8 @@ class DQNConfig:
     """exploration rate after the anneal"""
     epsilon_anneal_steps: float = 250_000
     """env steps over which epsilon falls linearly"""
-    max_grad_norm: float = 10.0
-    """global gradient-norm clip"""
+    max_grad_norm: float = 0.0
+    """global gradient-norm clip; 0 turns clipping off (PureJaxRL does not clip)"""
 
     @property
     def steps_per_update(self) -> int:
@@ -109,7 +109,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 _MINATAR = dict(total_timesteps=2_000_000, num_envs=64, num_steps=4, buffer_size=100_000, batch_size=64,
                 train_interval=4, target_update_interval=1_000, learning_starts=20_000, lr=1e-4,
                 epsilon_anneal_steps=500_000, epsilon_finish=0.01, loss="huber", double_q=True,
-                hidden_sizes=(256, 256))
+                max_grad_norm=10.0, hidden_sizes=(256, 256))
 for _game in ("Asterix", "Breakout", "Freeway", "SpaceInvaders"):
     ENV_DEFAULTS[f"gymnax:{_game}-MinAtar"] = dict(_MINATAR)
 
@@ -279,9 +279,11 @@ class DQN:
     """
 
     def __init__(self, config: DQNConfig, env: VecEnv):
-        import flashbax  # only DQN needs it
-
         validate(config, env)
+        try:
+            import flashbax  # only DQN needs it
+        except ImportError:
+            raise MissingLibraryError("DQN's replay buffer needs flashbax: pip install 'pjrl[dqn]'") from None
         self.config = config
         self.env = wrap_env(env)
         self.action_space = env.action_space
@@ -352,7 +354,9 @@ class DQN:
         # UPDATE NETWORK
         grads, metrics = jax.grad(q_loss, has_aux=True)(
             params, self.network.apply, first.obs, first.action, jax.lax.stop_gradient(target), self.config.loss)
-        grads, _ = optax.clip_by_global_norm(config.max_grad_norm).update(grads, optax.EmptyState())
+        norm = optax.tree.norm(grads)
+        clip = jnp.where(config.max_grad_norm > 0, jnp.minimum(1.0, config.max_grad_norm / (norm + 1e-6)), 1.0)
+        grads = jax.tree.map(lambda g: g * clip, grads)
         updates, opt_state = self.optimizer.update(grads, opt_state)
         params = jax.tree.map(lambda p, u: p - config.lr * u, params, updates)
 
