@@ -56,7 +56,8 @@ class DQNConfig:
     train_interval: int = _static(10)
     """env steps per gradient step; must divide num_envs x num_steps"""
     target_update_interval: int = _static(500)
-    """env steps between target-network updates"""
+    """env steps between target-network updates, made after the update that passes each multiple
+    (so at most one per update; with Polyak averaging set it to num_envs x num_steps for one every update)"""
     n_step: int = _static(1)
     """length of the bootstrapped return"""
     double_q: bool = _static(False)
@@ -190,6 +191,20 @@ class Transition(NamedTuple):
     final_value: jax.Array  # () max_a Q(final_obs, a) when collected; used only if truncated
 
 
+class Sample(NamedTuple):
+    """What one gradient step learns from (a leading `(G,)` axis when all of an update's are drawn)."""
+
+    obs: Any  # (N, ...) the sampled transition's observation
+    action: jax.Array  # (N,)
+    reward: jax.Array  # (N, n_step) it and the n_step - 1 that follow
+    terminated: jax.Array  # (N, n_step)
+    truncated: jax.Array  # (N, n_step)
+    final_value: jax.Array  # (N, n_step)
+    next_obs: Any  # (N, ...) the observation n_step later; kept only for double-Q
+    next_mask: jax.Array  # (N, A) its action mask
+    q_next: jax.Array  # (N, A) the target network's Q of it
+
+
 class DQNState(NamedTuple):
     """Everything one seed carries from update to update."""
 
@@ -273,9 +288,11 @@ def q_loss(params, apply_fn, obs, action, target, loss: str):
 class DQN:
     """`init(key, config) -> DQNState` and `update(state) -> (state, metrics)` for one seed.
 
-    An update collects `num_steps` steps from every env into the buffer, then runs
-    `gradient_steps` gradient steps once `learning_starts` env steps are in, each
-    followed by a target update when one falls due.
+    An update collects `num_steps` steps from every env into the buffer, then,
+    once `learning_starts` env steps are in, draws all of its `gradient_steps`
+    batches at once (the buffer does not change in between), values their next
+    observations with the target network in one pass, and takes the gradient
+    steps one after another. The target network follows when an interval is due.
     """
 
     def __init__(self, config: DQNConfig, env: VecEnv):
@@ -290,7 +307,7 @@ class DQN:
         self.network = QNetwork(env.action_space.n, tuple(config.hidden_sizes), config.activation)
         self.optimizer = optax.scale_by_adam()
         self.buffer = flashbax.make_trajectory_buffer(
-            add_batch_size=config.num_envs, sample_batch_size=config.batch_size,
+            add_batch_size=config.num_envs, sample_batch_size=config.gradient_steps * config.batch_size,
             sample_sequence_length=config.n_step + 1, period=1, min_length_time_axis=config.n_step + 1,
             max_length_time_axis=config.buffer_size // config.num_envs)
         self.num_updates = config.num_updates
@@ -317,55 +334,49 @@ class DQN:
 
         # STEP ENV
         env_state, ts = self.env.step(state.env_state, action, step_key)
+        q = self.network.apply(state.params, ts.obs)  # (B, A), for the next action
 
-        # EVALUATE the next and the pre-reset observations in one forward pass. The mask of a
-        # final_obs after a reset is gone, so its value is an unmasked max (used on truncation only).
-        n = self.env.num_envs
-        both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ts.obs, ts.final_obs)
-        q = self.network.apply(state.params, both)  # (2B, A)
-        final_value = q[n:].max(-1)
-
-        transition = Transition(state.obs, state.mask, action, ts.reward, ts.terminated, ts.truncated,
-                                final_value)
+        transition = Transition(state.obs, state.mask, action, ts.reward, ts.terminated, ts.truncated, None)
         episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
-        state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask, q=q[:n],
-                               timesteps=state.timesteps + n)
-        return state, (transition, episode)
+        state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask, q=q,
+                               timesteps=state.timesteps + self.env.num_envs)
+        return state, (transition, ts.final_obs, episode)
 
-    def _gradient_step(self, carry, xs, buffer, config: DQNConfig):
-        params, target_params, opt_state = carry
-        key, timesteps = xs
-        batch = self.buffer.sample(buffer, key).experience  # leaves (N, n_step + 1, ...)
-        n = self.config.n_step
-        first = jax.tree.map(lambda x: x[:, 0], batch)
-        next_obs = jax.tree.map(lambda x: x[:, n], batch.obs)
-        next_mask = batch.mask[:, n]
-
-        # TD TARGET from the target network
-        q_next = self.network.apply(target_params, next_obs)  # (N, A)
+    def _next_value(self, params, q_target, obs, mask):
+        """V(obs) for TD targets `(...,)`: max of the target network's Q, or its Q at the online argmax."""
         if self.config.double_q:
-            best = masked_argmax(self.network.apply(params, next_obs), next_mask)
-            next_value = jnp.take_along_axis(q_next, best[:, None], -1)[:, 0]
-        else:
-            next_value = masked_max(q_next, next_mask)
-        target = td_target(batch.reward[:, :n], batch.terminated[:, :n], batch.truncated[:, :n],
-                           batch.final_value[:, :n], next_value, config.gamma)
+            return jnp.take_along_axis(q_target, masked_argmax(self.network.apply(params, obs), mask)[..., None],
+                                       -1)[..., 0]
+        return masked_max(q_target, mask)
+
+    def _gradient_step(self, carry, batch: Sample, config: DQNConfig):
+        params, opt_state = carry
+
+        # TD TARGET: the target network's Q was computed for all of this update's batches at once
+        next_value = self._next_value(params, batch.q_next, batch.next_obs, batch.next_mask)
+        target = td_target(batch.reward, batch.terminated, batch.truncated, batch.final_value, next_value,
+                           config.gamma)
 
         # UPDATE NETWORK
         grads, metrics = jax.grad(q_loss, has_aux=True)(
-            params, self.network.apply, first.obs, first.action, jax.lax.stop_gradient(target), self.config.loss)
+            params, self.network.apply, batch.obs, batch.action, target, self.config.loss)
         norm = optax.tree.norm(grads)
         clip = jnp.where(config.max_grad_norm > 0, jnp.minimum(1.0, config.max_grad_norm / (norm + 1e-6)), 1.0)
-        grads = jax.tree.map(lambda g: g * clip, grads)
-        updates, opt_state = self.optimizer.update(grads, opt_state)
+        updates, opt_state = self.optimizer.update(jax.tree.map(lambda g: g * clip, grads), opt_state)
         params = jax.tree.map(lambda p, u: p - config.lr * u, params, updates)
+        return (params, opt_state), metrics
 
-        # UPDATE TARGET NETWORK when an interval boundary was crossed
-        interval = self.config.target_update_interval
-        due = timesteps // interval != (timesteps - self.config.train_interval) // interval
-        target_params = jax.tree.map(lambda t, p: jnp.where(due, t + config.tau * (p - t), t),
-                                     target_params, params)
-        return (params, target_params, opt_state), metrics
+    def _sample(self, buffer, key, target_params) -> Sample:
+        """Every batch of the update in one draw: leaves `(G, N, ...)`."""
+        n, shape = self.config.n_step, (self.config.gradient_steps, self.config.batch_size)
+        seq = self.buffer.sample(buffer, key).experience  # leaves (G * N, n_step + 1, ...)
+        seq = jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), seq)
+        next_obs = jax.tree.map(lambda x: x[:, :, n], seq.obs)
+        q_next = self.network.apply(target_params, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs))
+        return Sample(jax.tree.map(lambda x: x[:, :, 0], seq.obs), seq.action[:, :, 0], seq.reward[:, :, :n],
+                      seq.terminated[:, :, :n], seq.truncated[:, :, :n], seq.final_value[:, :, :n],
+                      next_obs if self.config.double_q else None, seq.mask[:, :, n],
+                      q_next.reshape(shape + q_next.shape[1:]))
 
     def update(self, state: DQNState) -> tuple[DQNState, dict]:
         """`num_steps` steps of every env into the buffer, then `gradient_steps` gradient steps."""
@@ -374,23 +385,34 @@ class DQN:
         start = state.timesteps
 
         # COLLECT TRANSITIONS
-        state, (traj, episode) = jax.lax.scan(
+        state, (traj, final_obs, episode) = jax.lax.scan(
             self._env_step, state, jax.random.split(rollout_key, self.config.num_steps))
+
+        # VALUE THE PRE-RESET OBSERVATIONS in one pass: a scalar each, used where truncated. The mask
+        # of a final_obs after a reset is gone, so all actions count.
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), final_obs)
+        q_final = self.network.apply(state.target_params, flat)
+        final_value = self._next_value(state.params, q_final, flat, jnp.ones(q_final.shape, jnp.bool_))
+        traj = traj._replace(final_value=final_value.reshape(traj.reward.shape))
         buffer = self.buffer.add(state.buffer, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj))
 
         # LEARN, once learning_starts env steps are in and the buffer holds a full n-step sequence
-        g = self.config.gradient_steps
-        ticks = start + self.config.train_interval * (1 + jnp.arange(g, dtype=jnp.int32))  # (G,)
-        keys = jax.random.split(learn_key, g)
         warm = self.config.num_envs * (self.config.n_step + 1)
         learning = (state.timesteps >= config.learning_starts) & (state.timesteps >= warm)
-        zeros = {k: jnp.zeros((g,), jnp.float32) for k in ("loss", "q_value", "td_error")}
+        zeros = {k: jnp.zeros((self.config.gradient_steps,), jnp.float32) for k in ("loss", "q_value", "td_error")}
 
         def learn(carry):
-            return jax.lax.scan(lambda c, x: self._gradient_step(c, x, buffer, config), carry, (keys, ticks))
+            batches = self._sample(buffer, learn_key, state.target_params)
+            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, config), carry, batches)
 
-        (params, target_params, opt_state), losses = jax.lax.cond(
-            learning, learn, lambda carry: (carry, zeros), (state.params, state.target_params, state.opt_state))
+        (params, opt_state), losses = jax.lax.cond(
+            learning, learn, lambda carry: (carry, zeros), (state.params, state.opt_state))
+
+        # UPDATE TARGET NETWORK after the update in which an interval boundary was crossed
+        interval = self.config.target_update_interval
+        due = state.timesteps // interval != start // interval
+        target_params = jax.tree.map(lambda t, p: jnp.where(due, t + config.tau * (p - t), t),
+                                     state.target_params, params)
 
         # METRICS: a few scalars per update
         ep_return, ep_length, episodes = episode_metrics(episode, state.episode_return, state.episode_length)
