@@ -107,10 +107,10 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                                target_update_interval=500, epsilon_start=1.0, epsilon_finish=0.05,
                                epsilon_anneal_steps=250_000, gamma=0.99, tau=1.0),
 }
-_MINATAR = dict(total_timesteps=2_000_000, num_envs=64, num_steps=4, buffer_size=100_000, batch_size=64,
-                train_interval=4, target_update_interval=1_000, learning_starts=20_000, lr=1e-4,
-                epsilon_anneal_steps=500_000, epsilon_finish=0.01, loss="huber", double_q=True,
-                max_grad_norm=10.0, hidden_sizes=(256, 256))
+_MINATAR = dict(total_timesteps=1_000_000, num_envs=32, num_steps=8, buffer_size=100_000, batch_size=64,
+                train_interval=8, target_update_interval=2_048, learning_starts=10_000, lr=2.5e-4,
+                epsilon_anneal_steps=250_000, epsilon_finish=0.01, loss="huber", double_q=True,
+                max_grad_norm=10.0, hidden_sizes=(128, 128))
 for _game in ("Asterix", "Breakout", "Freeway", "SpaceInvaders"):
     ENV_DEFAULTS[f"gymnax:{_game}-MinAtar"] = dict(_MINATAR)
 
@@ -188,7 +188,7 @@ class Transition(NamedTuple):
     reward: jax.Array  # () float32
     terminated: jax.Array  # () bool
     truncated: jax.Array  # () bool
-    final_value: jax.Array  # () max_a Q(final_obs, a) when collected; used only if truncated
+    final_value: jax.Array  # () V(final_obs) under the target network just after collection; used if truncated
 
 
 class Sample(NamedTuple):

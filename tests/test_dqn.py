@@ -141,7 +141,7 @@ class MaskedPayEnv(Env):
 def test_masked_env_only_legal_actions_and_greedy_learns_the_best_legal_one():
     config = dqn.DQNConfig(total_timesteps=8_000, num_envs=8, num_steps=4, buffer_size=2_000, batch_size=64,
                            train_interval=8, target_update_interval=200, learning_starts=500, gamma=0.5,
-                           lr=1e-3, epsilon_anneal_steps=4_000, hidden_sizes=(32,))
+                           lr=1e-3, epsilon_anneal_steps=4_000, hidden_sizes=(32,), double_q=True)
     env = MaskedPayEnv().to_vec(config.num_envs)
     agent = dqn.DQN(config, env)
     state, metrics = jax.jit(dqn.make_train(config, env))(KEY)
@@ -151,6 +151,49 @@ def test_masked_env_only_legal_actions_and_greedy_learns_the_best_legal_one():
     masks = jnp.array([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 1]], jnp.bool_)
     greedy = agent.act(state.params, masks.astype(jnp.float32), masks)
     np.testing.assert_array_equal(greedy, [3, 2, 1, 3])
+
+
+# ---------------------------------------------------------------- truncation, end to end
+
+
+class TwoStateLoop(Env):
+    """Observations alternate A = [1, 0], B = [0, 1], starting at A; a step from A pays 1, from B 0.
+
+    The MDP never terminates; a time limit truncates episodes after 3 steps (A, B,
+    A, then final_obs B). With gamma 0.5 the true values are V(A) = 1 / (1 - 0.25)
+    = 4/3 and V(B) = 0.5 V(A) = 2/3, whatever the action.
+    """
+
+    observation_space = spaces.Box(0.0, 1.0, (2,), jnp.float32)
+    action_space = spaces.Discrete(2)
+
+    def _timestep(self, side, steps, reward):
+        obs = jax.nn.one_hot(side, 2)
+        return TimeStep(obs, reward, jnp.zeros((), jnp.bool_), steps >= 3, obs,
+                        spaces.no_mask(self.action_space), {})
+
+    def reset(self, key):
+        side, steps = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+        return (side, steps), self._timestep(side, steps, jnp.zeros(()))
+
+    def step(self, state, action, key):
+        reward = (state[0] == 0).astype(jnp.float32)
+        side, steps = 1 - state[0], state[1] + 1
+        return (side, steps), self._timestep(side, steps, reward)
+
+
+def test_truncation_bootstraps_from_final_obs_through_the_buffer():
+    # Each third step from A is truncated into B. Its right target is 1 + 0.5 V(B) = 4/3; treating the
+    # time limit as termination gives 1, bootstrapping from the reset obs (A) 5/3: either moves Q(A)
+    # by 1/6 or more. n_step 2 runs the n-step path across episode ends too.
+    config = dqn.DQNConfig(total_timesteps=6_000, num_envs=8, num_steps=4, buffer_size=2_000, batch_size=64,
+                           train_interval=4, target_update_interval=64, learning_starts=300, gamma=0.5,
+                           lr=3e-3, epsilon_anneal_steps=1_000, hidden_sizes=(16,), n_step=2)
+    env = TwoStateLoop().to_vec(config.num_envs)
+    agent = dqn.DQN(config, env)
+    state, _ = jax.jit(dqn.make_train(config, env))(KEY)
+    q = agent.network.apply(state.params, jnp.eye(2))  # rows A, B; a column per action
+    np.testing.assert_allclose(q, [[4 / 3, 4 / 3], [2 / 3, 2 / 3]], atol=0.05)
 
 
 # ---------------------------------------------------------------- learning
