@@ -68,6 +68,8 @@ class DQNConfig:
     """Q-network MLP widths"""
     activation: str = _static("relu")
     """tanh, relu, gelu or silu"""
+    anneal_lr: bool = _static(False)
+    """decay the learning rate linearly to zero over training"""
     # -- numbers: traced, sweepable
     learning_starts: int = 10_000
     """env steps of pure collection before the first gradient step"""
@@ -100,12 +102,13 @@ class DQNConfig:
         return self.total_timesteps // self.steps_per_update
 
 
-# Per-env defaults (as RL Zoo keeps them). CartPole is PureJaxRL's dqn.py config, spelled out.
+# Per-env defaults (as RL Zoo keeps them). CartPole is PureJaxRL's dqn.py config spelled out, with its
+# LR_LINEAR_DECAY option on: the decay keeps late training from unlearning a balanced policy.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "gymnax:CartPole-v1": dict(total_timesteps=500_000, num_envs=10, buffer_size=10_000, batch_size=128,
                                lr=2.5e-4, learning_starts=10_000, train_interval=10,
                                target_update_interval=500, epsilon_start=1.0, epsilon_finish=0.05,
-                               epsilon_anneal_steps=250_000, gamma=0.99, tau=1.0),
+                               epsilon_anneal_steps=250_000, gamma=0.99, tau=1.0, anneal_lr=True),
 }
 _MINATAR = dict(total_timesteps=1_000_000, num_envs=32, num_steps=8, buffer_size=100_000, batch_size=64,
                 train_interval=8, target_update_interval=2_048, learning_starts=10_000, lr=2.5e-4,
@@ -349,7 +352,7 @@ class DQN:
                                        -1)[..., 0]
         return masked_max(q_target, mask)
 
-    def _gradient_step(self, carry, batch: Sample, config: DQNConfig):
+    def _gradient_step(self, carry, batch: Sample, lr, config: DQNConfig):
         params, opt_state = carry
 
         # TD TARGET: the target network's Q was computed for all of this update's batches at once
@@ -363,7 +366,7 @@ class DQN:
         norm = optax.tree.norm(grads)
         clip = jnp.where(config.max_grad_norm > 0, jnp.minimum(1.0, config.max_grad_norm / (norm + 1e-6)), 1.0)
         updates, opt_state = self.optimizer.update(jax.tree.map(lambda g: g * clip, grads), opt_state)
-        params = jax.tree.map(lambda p, u: p - config.lr * u, params, updates)
+        params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return (params, opt_state), metrics
 
     def _sample(self, buffer, key, target_params) -> Sample:
@@ -401,9 +404,13 @@ class DQN:
         learning = (state.timesteps >= config.learning_starts) & (state.timesteps >= warm)
         zeros = {k: jnp.zeros((self.config.gradient_steps,), jnp.float32) for k in ("loss", "q_value", "td_error")}
 
+        lr = config.lr
+        if self.config.anneal_lr:
+            lr = lr * (1.0 - start / self.config.total_timesteps)
+
         def learn(carry):
             batches = self._sample(buffer, learn_key, state.target_params)
-            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, config), carry, batches)
+            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, lr, config), carry, batches)
 
         (params, opt_state), losses = jax.lax.cond(
             learning, learn, lambda carry: (carry, zeros), (state.params, state.opt_state))
