@@ -28,7 +28,8 @@ ENV = "gymnax:CartPole-v1"
 
 
 def bench(num_seeds: int, steps: int, repeats: int) -> dict:
-    config = dqn.default_config(ENV, total_timesteps=steps)
+    # PureJaxRL's dqn.py config exactly (ENV_DEFAULTS also anneals the learning rate; the cost is the same)
+    config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
     env = pjrl_envs.make(ENV, num_envs=config.num_envs)
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     fn = jax.jit(jax.vmap(dqn.make_train(config, env)))
