@@ -1,0 +1,84 @@
+"""DQN throughput on gymnax CartPole-v1 at PureJaxRL's dqn.py config, 1 and 16 seeds.
+
+    python benchmarks/dqn_gymnax.py [--seeds 1,16] [--steps 500000] [--repeats 3]
+                                    [--reference ../shared/reference/bench_purejaxrl.py]
+
+Prints, per seed count, one JSON line: compile_s (lower + compile, apart from
+running), run_s (median of the repeats), steps_per_s (env steps over all seeds
+per second) and final_return (mean return over the last 5% of updates, over
+seeds). With --reference, runs that script with `--algo dqn` in this Python for
+the same seeds and steps, and prints the ratios (above 1: pjrl is faster).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+import pjrl_envs
+from pjrl_agents import dqn
+
+ENV = "gymnax:CartPole-v1"
+
+
+def bench(num_seeds: int, steps: int, repeats: int) -> dict:
+    # PureJaxRL's dqn.py config exactly (ENV_DEFAULTS also anneals the learning rate; the cost is the same)
+    config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
+    env = pjrl_envs.make(ENV, num_envs=config.num_envs)
+    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    fn = jax.jit(jax.vmap(dqn.make_train(config, env)))
+    t0 = time.perf_counter()
+    compiled = fn.lower(keys).compile()
+    compile_s = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _, metrics = jax.block_until_ready(compiled(keys))
+        runs.append(time.perf_counter() - t0)
+    run_s = statistics.median(runs)
+    returns = np.asarray(metrics["episode_return"])  # (seeds, updates)
+    tail = max(1, returns.shape[1] // 20)
+    total = config.num_updates * config.steps_per_update
+    return {"ref": "pjrl", "algo": "dqn", "env": ENV, "seeds": num_seeds, "steps": total,
+            "compile_s": round(compile_s, 3), "run_s": round(run_s, 3), "run_s_all": [round(x, 3) for x in runs],
+            "steps_per_s": round(total * num_seeds / run_s),
+            "final_return": round(float(returns[:, -tail:].mean()), 2)}
+
+
+def reference(path: str, num_seeds: int, steps: int, repeats: int) -> dict:
+    cmd = [sys.executable, path, "--algo", "dqn", "--env", "CartPole-v1", "--seeds", str(num_seeds),
+           "--steps", str(steps), "--repeats", str(repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"reference failed ({' '.join(cmd)}):\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="1,16", help="comma-separated seed counts")
+    p.add_argument("--steps", type=float, default=500_000, help="env steps per seed")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median reported)")
+    p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py to run side by side")
+    a = p.parse_args()
+    print(f"# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}", flush=True)
+    for n in (int(s) for s in a.seeds.split(",")):
+        ours = bench(n, int(a.steps), a.repeats)
+        print(json.dumps(ours), flush=True)
+        if a.reference:
+            ref = reference(a.reference, n, int(a.steps), a.repeats)
+            print(json.dumps(ref), flush=True)
+            print(json.dumps({"seeds": n, "speedup_run": round(ref["run_s"] / ours["run_s"], 2),
+                              "speedup_compile": round(ref["compile_s"] / ours["compile_s"], 2),
+                              "final_return_pjrl": ours["final_return"],
+                              "final_return_purejaxrl": ref["final_return"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

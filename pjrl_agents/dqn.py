@@ -1,0 +1,459 @@
+"""Deep Q-Networks, the whole training loop one jitted `lax.scan`.
+
+    env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=10)
+    train = make_train(DQNConfig(), env)
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 8))  # 8 seeds, one compile
+
+A replay buffer on device (flashbax's trajectory buffer: one time axis per env,
+so n-step sequences are contiguous slices), epsilon-greedy exploration on a
+linear schedule, a target network (hard copies or Polyak averaging), double-Q
+and n-step returns as options, Huber or squared loss. TD targets bootstrap from
+`final_obs` on truncation and not on termination: the value of `final_obs` is
+computed while collecting and stored as one scalar per transition, so the buffer
+holds each observation once. Action masks are respected by the greedy argmax,
+by exploration and by the max in the target.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.linen.initializers import constant, orthogonal
+
+from pjrl_agents.common import ConfigError, divisors, episode_metrics, require_positive, wrap_env
+from pjrl_agents.networks import MLP, flatten_obs
+from pjrl_envs import MissingLibraryError, spaces
+from pjrl_envs.core import VecEnv
+
+
+def _static(default):
+    return struct.field(pytree_node=False, default=default)
+
+
+@struct.dataclass
+class DQNConfig:
+    """DQN settings. Defaults are PureJaxRL's dqn.py CartPole ones, so results compare one to one.
+
+    Intervals and `learning_starts` count env steps summed over all envs, as PureJaxRL does.
+    """
+
+    # -- sizes and switches: static, they fix shapes or the program
+    total_timesteps: int = _static(500_000)
+    """env steps per seed, over all envs"""
+    num_envs: int = _static(10)
+    """parallel environments per seed"""
+    num_steps: int = _static(10)
+    """steps each env takes per update (one row of metrics); then the update's gradient steps run"""
+    buffer_size: int = _static(10_000)
+    """replay capacity in transitions, over all envs"""
+    batch_size: int = _static(128)
+    """transitions per gradient step"""
+    train_interval: int = _static(10)
+    """env steps per gradient step; must divide num_envs x num_steps"""
+    target_update_interval: int = _static(500)
+    """env steps between target-network updates, made after the update that passes each multiple
+    (so at most one per update; with Polyak averaging set it to num_envs x num_steps for one every update)"""
+    n_step: int = _static(1)
+    """length of the bootstrapped return"""
+    double_q: bool = _static(False)
+    """pick the next action with the online network, value it with the target network"""
+    loss: str = _static("mse")
+    """mse (squared TD error, as PureJaxRL) or huber (delta 1)"""
+    hidden_sizes: tuple = _static((120, 84))
+    """Q-network MLP widths"""
+    activation: str = _static("relu")
+    """tanh, relu, gelu or silu"""
+    anneal_lr: bool = _static(False)
+    """decay the learning rate linearly to zero over training"""
+    # -- numbers: traced, sweepable
+    learning_starts: int = 10_000
+    """env steps of pure collection before the first gradient step"""
+    lr: float = 2.5e-4
+    """Adam learning rate"""
+    gamma: float = 0.99
+    """discount"""
+    tau: float = 1.0
+    """target update rate: 1 copies the online network, below 1 is Polyak averaging"""
+    epsilon_start: float = 1.0
+    """exploration rate at step 0"""
+    epsilon_finish: float = 0.05
+    """exploration rate after the anneal"""
+    epsilon_anneal_steps: float = 250_000
+    """env steps over which epsilon falls linearly"""
+    max_grad_norm: float = 0.0
+    """global gradient-norm clip; 0 turns clipping off (PureJaxRL does not clip)"""
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def gradient_steps(self) -> int:
+        """gradient steps per update"""
+        return self.steps_per_update // self.train_interval
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.steps_per_update
+
+
+# Per-env defaults (as RL Zoo keeps them). CartPole is PureJaxRL's dqn.py config spelled out, with its
+# LR_LINEAR_DECAY option on: the decay keeps late training from unlearning a balanced policy.
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gymnax:CartPole-v1": dict(total_timesteps=500_000, num_envs=10, buffer_size=10_000, batch_size=128,
+                               lr=2.5e-4, learning_starts=10_000, train_interval=10,
+                               target_update_interval=500, epsilon_start=1.0, epsilon_finish=0.05,
+                               epsilon_anneal_steps=250_000, gamma=0.99, tau=1.0, anneal_lr=True),
+}
+_MINATAR = dict(total_timesteps=1_000_000, num_envs=32, num_steps=8, buffer_size=100_000, batch_size=64,
+                train_interval=8, target_update_interval=2_048, learning_starts=10_000, lr=2.5e-4,
+                epsilon_anneal_steps=250_000, epsilon_finish=0.01, loss="huber", double_q=True,
+                max_grad_norm=10.0, hidden_sizes=(128, 128))
+for _game in ("Asterix", "Breakout", "Freeway", "SpaceInvaders"):
+    ENV_DEFAULTS[f"gymnax:{_game}-MinAtar"] = dict(_MINATAR)
+
+
+def default_config(env_name: str | None = None, **overrides) -> DQNConfig:
+    """DQNConfig with the env's defaults (if it has any) and then `overrides` applied."""
+    names = {f.name for f in dataclasses.fields(DQNConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"DQN has no setting {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
+    return DQNConfig(**{**ENV_DEFAULTS.get(env_name or "", {}), **overrides})
+
+
+def validate(config: DQNConfig, env: VecEnv | None = None) -> None:
+    """Raises ConfigError naming the field, before anything compiles."""
+    require_positive(config, "total_timesteps", "num_envs", "num_steps", "buffer_size", "batch_size",
+                     "train_interval", "target_update_interval", "n_step")
+    if config.buffer_size < config.batch_size:
+        raise ConfigError(f"buffer_size={config.buffer_size} is smaller than one batch "
+                          f"(batch_size={config.batch_size}); raise buffer_size or lower batch_size")
+    if config.buffer_size // config.num_envs < config.n_step + 1:
+        raise ConfigError(f"buffer_size={config.buffer_size} holds {config.buffer_size // config.num_envs} steps "
+                          f"per env, too few for n_step={config.n_step}; raise buffer_size to at least "
+                          f"{(config.n_step + 1) * config.num_envs}")
+    if config.steps_per_update % config.train_interval:
+        ok = [d for d in divisors(config.steps_per_update) if d <= 1000]
+        raise ConfigError(f"train_interval={config.train_interval} does not divide num_envs x num_steps = "
+                          f"{config.steps_per_update}; use one of {ok} or change num_steps")
+    if config.num_updates < 1:
+        raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one update "
+                          f"(num_envs x num_steps = {config.steps_per_update})")
+    starts = config.learning_starts
+    if isinstance(starts, (int, float)) and not 0 <= starts < config.total_timesteps:
+        raise ConfigError(f"learning_starts={starts} must be at least 0 and below total_timesteps="
+                          f"{config.total_timesteps}, or nothing is learned; lower learning_starts")
+    tau = config.tau
+    if isinstance(tau, (int, float)) and not 0 < tau <= 1:
+        raise ConfigError(f"tau={tau} must be in (0, 1]: 1 copies the online network, less is Polyak averaging")
+    if config.loss not in ("mse", "huber"):
+        raise ConfigError(f"loss={config.loss!r}; use mse or huber")
+    if config.activation not in ("tanh", "relu", "gelu", "silu"):
+        raise ConfigError(f"activation={config.activation!r}; use tanh, relu, gelu or silu")
+    if env is not None:
+        if env.num_envs != config.num_envs:
+            raise ConfigError(f"num_envs={config.num_envs} but the env was made with {env.num_envs}")
+        if isinstance(env.action_space, spaces.Box):
+            raise ConfigError("DQN needs discrete actions; use --algo ppo")
+        if not isinstance(env.action_space, spaces.Discrete):
+            raise ConfigError(f"DQN needs one Discrete action, not {type(env.action_space).__name__}; "
+                              "use --algo ppo")
+
+
+# ---------------------------------------------------------------- network, state, transitions
+
+
+class QNetwork(nn.Module):
+    """An MLP over the flattened observation with one output per action: `(B, A)`."""
+
+    action_dim: int
+    hidden_sizes: tuple = (120, 84)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs):
+        x = MLP(self.hidden_sizes, self.activation)(flatten_obs(obs))
+        return nn.Dense(self.action_dim, kernel_init=orthogonal(1.0), bias_init=constant(0.0))(x)
+
+
+class Transition(NamedTuple):
+    """One env step as the buffer stores it (leading axes added by the buffer or the rollout)."""
+
+    obs: Any  # the observation the action was chosen for
+    mask: jax.Array  # (A,) its action mask
+    action: jax.Array  # ()
+    reward: jax.Array  # () float32
+    terminated: jax.Array  # () bool
+    truncated: jax.Array  # () bool
+    final_value: jax.Array  # () V(final_obs) under the target network just after collection; used if truncated
+
+
+class Sample(NamedTuple):
+    """What one gradient step learns from (a leading `(G,)` axis when all of an update's are drawn)."""
+
+    obs: Any  # (N, ...) the sampled transition's observation
+    action: jax.Array  # (N,)
+    reward: jax.Array  # (N, n_step) it and the n_step - 1 that follow
+    terminated: jax.Array  # (N, n_step)
+    truncated: jax.Array  # (N, n_step)
+    final_value: jax.Array  # (N, n_step)
+    next_obs: Any  # (N, ...) the observation n_step later; kept only for double-Q
+    next_mask: jax.Array  # (N, A) its action mask
+    q_next: jax.Array  # (N, A) the target network's Q of it
+
+
+class DQNState(NamedTuple):
+    """Everything one seed carries from update to update."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any  # Adam moments
+    buffer: Any  # flashbax TrajectoryBufferState, leaves (B, buffer_size // B, ...)
+    env_state: Any
+    obs: Any  # (B, ...) observation the next action is chosen for
+    mask: jax.Array  # (B, A) its action mask
+    q: jax.Array  # (B, A) Q(obs) under `params`
+    key: jax.Array
+    timesteps: jax.Array  # () int32, env steps so far over all envs
+    update: jax.Array  # () int32, updates done
+    episode_return: jax.Array  # () last mean return of finished episodes
+    episode_length: jax.Array  # ()
+    config: DQNConfig  # numeric leaves may be traced
+
+
+# ---------------------------------------------------------------- pure maths
+
+
+def masked_max(q, mask):
+    """max over legal actions of `q` `(N, A)` with `mask` `(N, A)` bool; returns `(N,)`."""
+    return jnp.where(mask, q, -jnp.inf).max(-1)
+
+
+def masked_argmax(q, mask):
+    """argmax over legal actions; returns `(N,)` int32."""
+    return jnp.argmax(jnp.where(mask, q, -jnp.inf), -1).astype(jnp.int32)
+
+
+def epsilon(config: DQNConfig, timesteps):
+    """Linear decay from epsilon_start to epsilon_finish over epsilon_anneal_steps, then flat."""
+    frac = jnp.minimum(timesteps / config.epsilon_anneal_steps, 1.0)
+    return config.epsilon_start + frac * (config.epsilon_finish - config.epsilon_start)
+
+
+def epsilon_greedy(key, q, mask, eps):
+    """With probability `eps` a uniformly random legal action, else the greedy legal one. `(N,)`."""
+    explore_key, action_key = jax.random.split(key)
+    random_action = jax.random.categorical(action_key, jnp.where(mask, 0.0, -jnp.inf))
+    explore = jax.random.uniform(explore_key, random_action.shape) < eps
+    return jnp.where(explore, random_action, masked_argmax(q, mask))
+
+
+def td_target(reward, terminated, truncated, final_value, next_value, gamma):
+    """n-step TD targets. `reward`, `terminated`, `truncated`, `final_value`: `(N, n)`; `next_value`: `(N,)`.
+
+    Row i is the n steps that follow the sampled transition, in order, and
+    `next_value[i]` the value of the observation after the n-th. The return sums
+    discounted rewards up to and including the first step where an episode ends;
+    it bootstraps from `final_value` of that step if it was truncated, from
+    nothing if it terminated, and from `next_value` if no episode ended. Returns `(N,)`.
+    """
+    n = reward.shape[1]
+    target = jnp.zeros_like(next_value)
+    alive = jnp.ones_like(next_value)  # 1 while no episode has ended inside the n steps
+    discount = jnp.ones_like(next_value)
+    for k in range(n):
+        target = target + alive * discount * reward[:, k]
+        discount = discount * gamma
+        target = target + alive * truncated[:, k] * discount * final_value[:, k]
+        alive = alive * (1.0 - (terminated[:, k] | truncated[:, k]))
+    return target + alive * discount * next_value
+
+
+def q_loss(params, apply_fn, obs, action, target, loss: str):
+    """Regression of Q(obs, action) on fixed targets. Returns `(loss, metrics)`."""
+    q = apply_fn(params, obs)  # (N, A)
+    q_taken = jnp.take_along_axis(q, action[:, None].astype(jnp.int32), -1)[:, 0]  # (N,)
+    error = q_taken - target
+    per_sample = optax.huber_loss(error, delta=1.0) if loss == "huber" else jnp.square(error)
+    value = per_sample.mean()
+    return value, {"loss": value, "q_value": q_taken.mean(), "td_error": jnp.abs(error).mean()}
+
+
+# ---------------------------------------------------------------- training
+
+
+class DQN:
+    """`init(key, config) -> DQNState` and `update(state) -> (state, metrics)` for one seed.
+
+    An update collects `num_steps` steps from every env into the buffer, then,
+    once `learning_starts` env steps are in, draws all of its `gradient_steps`
+    batches at once (the buffer does not change in between), values their next
+    observations with the target network in one pass, and takes the gradient
+    steps one after another. The target network follows when an interval is due.
+    """
+
+    def __init__(self, config: DQNConfig, env: VecEnv):
+        validate(config, env)
+        try:
+            import flashbax  # only DQN needs it
+        except ImportError:
+            raise MissingLibraryError("DQN's replay buffer needs flashbax: pip install 'pjrl[dqn]'") from None
+        self.config = config
+        self.env = wrap_env(env)
+        self.action_space = env.action_space
+        self.network = QNetwork(env.action_space.n, tuple(config.hidden_sizes), config.activation)
+        self.optimizer = optax.scale_by_adam()
+        self.buffer = flashbax.make_trajectory_buffer(
+            add_batch_size=config.num_envs, sample_batch_size=config.gradient_steps * config.batch_size,
+            sample_sequence_length=config.n_step + 1, period=1, min_length_time_axis=config.n_step + 1,
+            max_length_time_axis=config.buffer_size // config.num_envs)
+        self.num_updates = config.num_updates
+        self.steps_per_update = config.steps_per_update
+
+    def init(self, key: jax.Array, config: DQNConfig | None = None) -> DQNState:
+        config = self.config if config is None else config
+        key, net_key, reset_key = jax.random.split(key, 3)
+        params = self.network.init(net_key, spaces.zeros(self.env.observation_space, (1,)))
+        env_state, ts = self.env.reset(reset_key)
+        one = jax.tree.map(lambda x: x[0], ts)
+        example = Transition(one.obs, one.action_mask, jnp.zeros((), self.action_space.dtype), one.reward,
+                             one.terminated, one.truncated, one.reward)
+        zero = jnp.zeros((), jnp.float32)
+        return DQNState(params, params, self.optimizer.init(params), self.buffer.init(example), env_state,
+                        ts.obs, ts.action_mask, self.network.apply(params, ts.obs), key,
+                        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), zero, zero, config)
+
+    def _env_step(self, state: DQNState, key: jax.Array):
+        # SELECT ACTION (the network already ran on state.obs)
+        act_key, step_key = jax.random.split(key)
+        eps = epsilon(state.config, state.timesteps)
+        action = epsilon_greedy(act_key, state.q, state.mask, eps).astype(self.action_space.dtype)
+
+        # STEP ENV
+        env_state, ts = self.env.step(state.env_state, action, step_key)
+        q = self.network.apply(state.params, ts.obs)  # (B, A), for the next action
+
+        transition = Transition(state.obs, state.mask, action, ts.reward, ts.terminated, ts.truncated, None)
+        episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
+        state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask, q=q,
+                               timesteps=state.timesteps + self.env.num_envs)
+        return state, (transition, ts.final_obs, episode)
+
+    def _next_value(self, params, q_target, obs, mask):
+        """V(obs) for TD targets `(...,)`: max of the target network's Q, or its Q at the online argmax."""
+        if self.config.double_q:
+            return jnp.take_along_axis(q_target, masked_argmax(self.network.apply(params, obs), mask)[..., None],
+                                       -1)[..., 0]
+        return masked_max(q_target, mask)
+
+    def _gradient_step(self, carry, batch: Sample, lr, config: DQNConfig):
+        params, opt_state = carry
+
+        # TD TARGET: the target network's Q was computed for all of this update's batches at once
+        next_value = self._next_value(params, batch.q_next, batch.next_obs, batch.next_mask)
+        target = td_target(batch.reward, batch.terminated, batch.truncated, batch.final_value, next_value,
+                           config.gamma)
+
+        # UPDATE NETWORK
+        grads, metrics = jax.grad(q_loss, has_aux=True)(
+            params, self.network.apply, batch.obs, batch.action, target, self.config.loss)
+        norm = optax.tree.norm(grads)
+        clip = jnp.where(config.max_grad_norm > 0, jnp.minimum(1.0, config.max_grad_norm / (norm + 1e-6)), 1.0)
+        updates, opt_state = self.optimizer.update(jax.tree.map(lambda g: g * clip, grads), opt_state)
+        params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+        return (params, opt_state), metrics
+
+    def _sample(self, buffer, key, target_params) -> Sample:
+        """Every batch of the update in one draw: leaves `(G, N, ...)`."""
+        n, shape = self.config.n_step, (self.config.gradient_steps, self.config.batch_size)
+        seq = self.buffer.sample(buffer, key).experience  # leaves (G * N, n_step + 1, ...)
+        seq = jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), seq)
+        next_obs = jax.tree.map(lambda x: x[:, :, n], seq.obs)
+        q_next = self.network.apply(target_params, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs))
+        return Sample(jax.tree.map(lambda x: x[:, :, 0], seq.obs), seq.action[:, :, 0], seq.reward[:, :, :n],
+                      seq.terminated[:, :, :n], seq.truncated[:, :, :n], seq.final_value[:, :, :n],
+                      next_obs if self.config.double_q else None, seq.mask[:, :, n],
+                      q_next.reshape(shape + q_next.shape[1:]))
+
+    def update(self, state: DQNState) -> tuple[DQNState, dict]:
+        """`num_steps` steps of every env into the buffer, then `gradient_steps` gradient steps."""
+        config = state.config
+        key, rollout_key, learn_key = jax.random.split(state.key, 3)
+        start = state.timesteps
+
+        # COLLECT TRANSITIONS
+        state, (traj, final_obs, episode) = jax.lax.scan(
+            self._env_step, state, jax.random.split(rollout_key, self.config.num_steps))
+
+        # VALUE THE PRE-RESET OBSERVATIONS in one pass: a scalar each, used where truncated. The mask
+        # of a final_obs after a reset is gone, so all actions count.
+        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), final_obs)
+        q_final = self.network.apply(state.target_params, flat)
+        final_value = self._next_value(state.params, q_final, flat, jnp.ones(q_final.shape, jnp.bool_))
+        traj = traj._replace(final_value=final_value.reshape(traj.reward.shape))
+        buffer = self.buffer.add(state.buffer, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj))
+
+        # LEARN, once learning_starts env steps are in and the buffer holds a full n-step sequence
+        warm = self.config.num_envs * (self.config.n_step + 1)
+        learning = (state.timesteps >= config.learning_starts) & (state.timesteps >= warm)
+        zeros = {k: jnp.zeros((self.config.gradient_steps,), jnp.float32) for k in ("loss", "q_value", "td_error")}
+
+        lr = config.lr
+        if self.config.anneal_lr:
+            lr = lr * (1.0 - start / self.config.total_timesteps)
+
+        def learn(carry):
+            batches = self._sample(buffer, learn_key, state.target_params)
+            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, lr, config), carry, batches)
+
+        (params, opt_state), losses = jax.lax.cond(
+            learning, learn, lambda carry: (carry, zeros), (state.params, state.opt_state))
+
+        # UPDATE TARGET NETWORK after the update in which an interval boundary was crossed
+        interval = self.config.target_update_interval
+        due = state.timesteps // interval != start // interval
+        target_params = jax.tree.map(lambda t, p: jnp.where(due, t + config.tau * (p - t), t),
+                                     state.target_params, params)
+
+        # METRICS: a few scalars per update
+        ep_return, ep_length, episodes = episode_metrics(episode, state.episode_return, state.episode_length)
+        metrics = {k: v.mean() for k, v in losses.items()}
+        metrics.update(episode_return=ep_return, episode_length=ep_length, episodes=episodes,
+                       epsilon=epsilon(config, state.timesteps), learning=learning.astype(jnp.float32))
+        # Q of the observation the next rollout starts from, under the new params
+        q = self.network.apply(params, state.obs)
+        state = state._replace(params=params, target_params=target_params, opt_state=opt_state, buffer=buffer,
+                               q=q, key=key, update=state.update + 1, episode_return=ep_return,
+                               episode_length=ep_length)
+        return state, metrics
+
+    def act(self, params, obs, mask, key=None):
+        """Greedy legal actions for a batch of observations; with `key`, epsilon_finish-greedy."""
+        q = self.network.apply(params, obs)
+        if key is None:
+            return masked_argmax(q, mask).astype(self.action_space.dtype)
+        return epsilon_greedy(key, q, mask, self.config.epsilon_finish).astype(self.action_space.dtype)
+
+
+Agent = DQN
+
+
+def make_train(config: DQNConfig, env: VecEnv):
+    """`train(key, config=None) -> (DQNState, metrics)`, metrics `(num_updates,)` per name.
+
+    `config` passed to `train` may carry traced numbers (for sweeps); its sizes
+    must equal those `make_train` was given.
+    """
+    agent = DQN(config, env)
+
+    def train(key: jax.Array, config: DQNConfig | None = None):
+        state = agent.init(key, config)
+        return jax.lax.scan(lambda s, _: agent.update(s), state, None, agent.num_updates)
+
+    return train
