@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
 
 from pjrl_agents.common import ConfigError, divisors, episode_metrics, require_positive, wrap_env
-from pjrl_agents.networks import MLP, flatten_obs
+from pjrl_agents.networks import MLP, flatten_obs, orthogonal
 from pjrl_envs import MissingLibraryError, spaces
 from pjrl_envs.core import VecEnv
 
