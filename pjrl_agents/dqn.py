@@ -8,10 +8,10 @@ A replay buffer on device (flashbax's trajectory buffer: one time axis per env,
 so n-step sequences are contiguous slices), epsilon-greedy exploration on a
 linear schedule, a target network (hard copies or Polyak averaging), double-Q
 and n-step returns as options, Huber or squared loss. TD targets bootstrap from
-`final_obs` on truncation and not on termination: the value of `final_obs` is
-computed while collecting and stored as one scalar per transition, so the buffer
-holds each observation once. Action masks are respected by the greedy argmax,
-by exploration and by the max in the target.
+`final_obs` on truncation and not on termination: after each rollout the target
+network values its `final_obs` in one pass, and the buffer stores that one
+scalar per transition, so it holds each observation once. Action masks are
+respected by the greedy argmax, by exploration and by the max in the target.
 """
 from __future__ import annotations
 
