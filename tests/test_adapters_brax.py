@@ -90,3 +90,15 @@ def test_bad_options_name_the_allowed_values():
         pjrl_envs.make("brax:half_cheetah")
     env = pjrl_envs.make("brax:ant", backend="positional", ctrl_cost_weight=0.2)
     assert env.brax_env.backend == "positional"
+
+
+@pytest.mark.slow
+def test_ppo_learns_inverted_double_pendulum():
+    from pjrl_agents import ppo
+    config = ppo.default_config("brax:inverted_double_pendulum", total_timesteps=120_000)
+    env = pjrl_envs.make("brax:inverted_double_pendulum", num_envs=config.num_envs)
+    _, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))
+    first = float(metrics["episode_return"][0])
+    final = float(np.mean(metrics["episode_return"][-5:]))
+    # the untrained (near-random) policy balances ~15 steps for a return of ~130
+    assert first < 300 and final > 600, (first, final)
