@@ -21,8 +21,11 @@ from pjrl_envs.testing import check_env  # noqa: E402
 
 REPRESENTATIVE = ["fast", "inverted_pendulum"]
 ALL = os.environ.get("PJRL_ALL_ENVS") == "1"
-# mjx is a backend option; every registered env is checked with the default backend.
-EXCLUDED: dict[str, str] = {}
+# Every registered env is checked with the default backend, except:
+EXCLUDED: dict[str, str] = {
+    "swimmer": "brax 0.14.2's fluid model calls jnp.clip(a_min=...), which jax 0.10 removed; "
+               "its step fails inside brax itself",
+}
 
 
 def test_every_brax_env_is_listed():
