@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _MASKED = -1e9  # finite, so masked entries give p * log p = 0, never nan
 
@@ -57,3 +58,33 @@ class DiagGaussian:
     @staticmethod
     def mode(params, mask=None):
         return params[0]
+
+
+class MultiCategorical:
+    """Independent categoricals, one per entry of a `MultiDiscrete(nvec)` action.
+
+    Logits `(B, sum(nvec))` and masks `(B, sum(nvec))` hold one block per entry;
+    actions are `(B, len(nvec))`; log-probabilities and entropies sum over entries.
+    """
+
+    def __init__(self, nvec):
+        self.nvec = tuple(int(n) for n in nvec)
+        self._splits = [int(s) for s in np.cumsum(self.nvec)[:-1]]
+
+    def _blocks(self, logits, mask):
+        blocks = jnp.split(logits, self._splits, axis=-1)
+        masks = [None] * len(blocks) if mask is None else jnp.split(mask, self._splits, axis=-1)
+        return list(zip(blocks, masks))
+
+    def sample(self, key, logits, mask=None):
+        keys = jax.random.split(key, len(self.nvec))
+        return jnp.stack([Categorical.sample(k, l, m) for k, (l, m) in zip(keys, self._blocks(logits, mask))], -1)
+
+    def log_prob(self, logits, action, mask=None):
+        return sum(Categorical.log_prob(l, action[..., i], m) for i, (l, m) in enumerate(self._blocks(logits, mask)))
+
+    def entropy(self, logits, mask=None):
+        return sum(Categorical.entropy(l, m) for l, m in self._blocks(logits, mask))
+
+    def mode(self, logits, mask=None):
+        return jnp.stack([Categorical.mode(l, m) for l, m in self._blocks(logits, mask)], -1)

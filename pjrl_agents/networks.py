@@ -55,22 +55,53 @@ class MLP(nn.Module):
         return x
 
 
-class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs over the flattened observation.
+TORSOS = ("auto", "mlp", "cnn")
 
-    Returns `(actor_out, value)`: logits `(B, A)` for discrete actions, or for
-    continuous ones `(mean, log_std)`, each `(B, D)`, with a state-independent
-    learned `log_std`; and the value `(B,)`.
+
+def choose_torso(observation_space: Any, torso: str = "auto") -> str:
+    """"cnn" for an image-like observation (one `(H, W, C)` Box with H, W >= 5, as MinAtar's
+    10x10xC), "mlp" for anything else; `torso` other than "auto" is taken as it is."""
+    if torso != "auto":
+        return torso
+    leaves = jax.tree.leaves(observation_space, is_leaf=lambda s: hasattr(s, "shape") and hasattr(s, "dtype"))
+    if len(leaves) == 1 and len(leaves[0].shape) == 3 and min(leaves[0].shape[:2]) >= 5:
+        return "cnn"
+    return "mlp"
+
+
+class ConvTorso(nn.Module):
+    """A small CNN for MinAtar-sized images `(B, H, W, C)`: one 3x3 conv of 16 filters,
+    flattened (as the MinAtar paper's network)."""
+
+    features: int = 16
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs):
+        x = jax.tree.leaves(obs)[0].astype(jnp.float32)
+        x = _ACTIVATIONS[self.activation](nn.Conv(self.features, (3, 3), padding="SAME",
+                                                  kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        return x.reshape(x.shape[:-3] + (-1,))
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs over the flattened observation (or over a shared CNN's
+    features when `torso="cnn"`).
+
+    Returns `(actor_out, value)`: logits `(B, A)` for discrete actions (`A` the sum of
+    `nvec` for multi-discrete ones), or for continuous ones `(mean, log_std)`, each
+    `(B, D)`, with a state-independent learned `log_std`; and the value `(B,)`.
     """
 
     action_dim: int
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     continuous: bool = False
+    torso: str = "mlp"
 
     @nn.compact
     def __call__(self, obs):
-        x = flatten_obs(obs)
+        x = ConvTorso(name="conv_torso")(obs) if self.torso == "cnn" else flatten_obs(obs)
         actor = MLP(self.hidden_sizes, self.activation, name="actor_torso")(x)
         actor = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0),
                          name="actor_head")(actor)

@@ -4,7 +4,7 @@
     train = make_train(PPOConfig(), env)
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 8))  # 8 seeds, one compile
 
-Discrete (categorical, with action masks) and continuous (diagonal Gaussian)
+Discrete and multi-discrete (categoricals, with action masks) and continuous (diagonal Gaussian)
 actions. GAE bootstraps from `final_obs` on truncation and not on termination.
 The numbers in `PPOConfig` are traced leaves: `jax.vmap(train)(keys, configs)`
 over a stacked config trains a population of hyperparameters in one call.
@@ -20,8 +20,8 @@ import optax
 from flax import struct
 
 from pjrl_agents.common import ConfigError, divisors, episode_metrics, require_positive, wrap_env
-from pjrl_agents.distributions import Categorical, DiagGaussian
-from pjrl_agents.networks import ActorCritic
+from pjrl_agents.distributions import Categorical, DiagGaussian, MultiCategorical
+from pjrl_agents.networks import TORSOS, ActorCritic, choose_torso
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
 
@@ -49,6 +49,8 @@ class PPOConfig:
     """actor and critic MLP widths"""
     activation: str = _static("tanh")
     """tanh, relu, gelu or silu"""
+    torso: str = _static("auto")
+    """auto (a small CNN for image-like observations such as MinAtar's 10x10xC, else an MLP), mlp or cnn"""
     anneal_lr: bool = _static(True)
     """decay the learning rate linearly to zero over training"""
     normalize_obs: bool = _static(False)
@@ -91,6 +93,15 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                                normalize_reward=True, hidden_sizes=(64, 64)),
     "gymnax:Breakout-MinAtar": dict(total_timesteps=10_000_000, num_envs=64, num_steps=128,
                                     num_minibatches=8, lr=5e-3, activation="relu"),
+    # vs the random opponent: mean return ~0.86 (win 1, draw 0, loss -1) after 500k steps
+    "pgx:tic_tac_toe": dict(total_timesteps=500_000, num_envs=64, num_steps=32, lr=1e-3, hidden_sizes=(128, 128)),
+    # return ~6000 of brax's ~9350 ceiling after 200k steps on a CPU (random: ~130)
+    "brax:inverted_double_pendulum": dict(total_timesteps=500_000, num_envs=32, num_steps=64, num_minibatches=8,
+                                          lr=1e-3, gamma=0.97, ent_coef=0.0, normalize_obs=True,
+                                          normalize_reward=True),
+    # score ~3900 after 500k steps (random: ~1100)
+    "jumanji:Game2048-v1": dict(total_timesteps=1_000_000, num_envs=64, num_steps=32, lr=1e-3,
+                                hidden_sizes=(128, 128), normalize_reward=True),
 }
 
 
@@ -115,11 +126,19 @@ def validate(config: PPOConfig, env: VecEnv | None = None) -> None:
                           f"(num_envs x num_steps = {config.batch_size})")
     if config.activation not in ("tanh", "relu", "gelu", "silu"):
         raise ConfigError(f"activation={config.activation!r}; use tanh, relu, gelu or silu")
+    if config.torso not in TORSOS:
+        raise ConfigError(f"torso={config.torso!r}; use {', '.join(TORSOS)}")
     if env is not None:
         if env.num_envs != config.num_envs:
             raise ConfigError(f"num_envs={config.num_envs} but the env was made with {env.num_envs}")
-        if not isinstance(env.action_space, (spaces.Discrete, spaces.Box)):
-            raise ConfigError(f"PPO cannot act in {env.action_space}; it supports Discrete and Box actions")
+        if not isinstance(env.action_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.Box)):
+            raise ConfigError(f"PPO cannot act in {env.action_space}; it supports Discrete, MultiDiscrete "
+                              "and Box actions")
+        if choose_torso(env.observation_space, config.torso) == "cnn":
+            leaves = spaces.tree_spaces(env.observation_space)
+            if len(leaves) != 1 or len(leaves[0].shape) != 3:
+                raise ConfigError(f"torso='cnn' needs one (H, W, C) observation, got {env.observation_space}; "
+                                  "use torso='mlp'")
 
 
 # ---------------------------------------------------------------- state and batches
@@ -223,9 +242,14 @@ class PPO:
         self.env = wrap_env(env, config.normalize_obs, config.normalize_reward, config.gamma)
         space = env.action_space
         continuous = isinstance(space, spaces.Box)
-        self.dist = DiagGaussian if continuous else Categorical
-        action_dim = int(jnp.prod(jnp.asarray(space.shape))) if continuous else space.n
-        self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous)
+        if continuous:
+            self.dist, action_dim = DiagGaussian, int(jnp.prod(jnp.asarray(space.shape)))
+        elif isinstance(space, spaces.MultiDiscrete):
+            self.dist, action_dim = MultiCategorical(space.nvec), int(sum(space.nvec))
+        else:
+            self.dist, action_dim = Categorical, space.n
+        torso = choose_torso(env.observation_space, config.torso)
+        self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous, torso)
         self.optimizer = optax.scale_by_adam(eps=1e-5)
         self.num_updates = config.num_updates
         self.steps_per_update = config.batch_size

@@ -1,0 +1,103 @@
+"""The jumanji adapter: conformance, step_type/discount to flags, specs to spaces, mask layouts.
+
+Each env compiles for 10-60 s on a CPU, so the default run checks one env per
+kind of action space (Discrete with a mask and a corrected bound: TSP; a joint
+multi-discrete mask turned Discrete: Minesweeper; a per-choice multi-discrete
+mask: Cleaner); `PJRL_ALL_ENVS=1` checks every registered env.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("jumanji")
+
+import pjrl_envs  # noqa: E402
+from adapters import jumanji as jumanji_adapter  # noqa: E402
+from pjrl_envs.testing import check_env  # noqa: E402
+
+REPRESENTATIVE = ["TSP-v1", "Minesweeper-v0", "Cleaner-v0"]
+ALL = os.environ.get("PJRL_ALL_ENVS") == "1"
+EXCLUDED = dict(jumanji_adapter.NEEDS_NETWORK)  # Sokoban-v0: downloads its levels when made
+
+
+def test_every_jumanji_env_is_listed():
+    import jumanji
+    assert pjrl_envs.list_envs("jumanji") == [f"jumanji:{n}" for n in sorted(jumanji.registered_environments())]
+
+
+@pytest.mark.parametrize("env_id", jumanji_adapter.list_envs() if ALL else REPRESENTATIVE)
+def test_check_env(env_id):
+    if env_id in EXCLUDED:
+        pytest.skip(EXCLUDED[env_id])
+    check_env(pjrl_envs.make(f"jumanji:{env_id}", num_envs=3), num_steps=60, check_vmap=ALL)
+
+
+def test_specs_become_spaces():
+    snake = jumanji_adapter.JumanjiEnv("Snake-v1")
+    assert snake.action_space.n == 4
+    space = snake.observation_space
+    assert type(space).__name__ == "Observation"  # the env's own NamedTuple, a space per field
+    assert space.grid.shape == (12, 12, 5) and float(space.grid.high.max()) == 1.0
+    assert space.action_mask.dtype == jnp.bool_
+    cleaner = jumanji_adapter.JumanjiEnv("Cleaner-v0")
+    assert cleaner.action_space.nvec == (4, 4, 4)
+    assert pjrl_envs.spaces.mask_shape(cleaner.action_space) == (12,)
+    rescue = jumanji_adapter.JumanjiEnv("SearchAndRescue-v0")
+    assert isinstance(rescue.action_space, pjrl_envs.Box) and rescue.action_space.shape == (2, 2)
+
+
+def test_mask_layouts():
+    # per-choice (agents, actions) masks are flattened block by block
+    cleaner = jumanji_adapter.JumanjiEnv("Cleaner-v0")
+    mask = jnp.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]], bool)
+    obs = cleaner.env.observation_spec.generate_value()._replace(action_mask=mask)
+    flat = cleaner._action_mask(obs)
+    np.testing.assert_array_equal(flat, [1, 0, 0, 1, 0, 1, 0, 0, 1, 1, 1, 1])  # an empty block allows all
+    # a joint (rows, cols) mask becomes one Discrete index, unravelled for the env
+    mines = jumanji_adapter.JumanjiEnv("Minesweeper-v0")
+    assert mines.action_space.n == 100
+    np.testing.assert_array_equal(mines._env_action(jnp.int32(37)), [3, 7])
+    marginal = jumanji_adapter.JumanjiEnv("Minesweeper-v0", joint_actions=False)
+    assert marginal.action_space.nvec == (10, 10)
+    joint = jnp.zeros((10, 10), bool).at[3, 7].set(True)
+    obs = marginal.env.observation_spec.generate_value()._replace(action_mask=joint)
+    np.testing.assert_array_equal(np.flatnonzero(marginal._action_mask(obs)), [3, 17])
+
+
+def test_step_type_and_discount_become_flags():
+    from jumanji.types import StepType, TimeStep
+    env = jumanji_adapter.JumanjiEnv("Game2048-v1")
+    obs = env.env.observation_spec.generate_value()
+
+    def flags(step_type, discount):
+        jts = TimeStep(step_type=jnp.int8(step_type), reward=jnp.float32(1.5), discount=jnp.float32(discount),
+                       observation=obs, extras={})
+        ts = env._timestep(jts, False)
+        return bool(ts.terminated), bool(ts.truncated), float(ts.reward)
+
+    assert flags(StepType.MID, 1.0) == (False, False, 1.5)
+    assert flags(StepType.LAST, 0.0) == (True, False, 1.5)
+    assert flags(StepType.LAST, 1.0) == (False, True, 1.5)
+
+
+def test_options():
+    with pytest.raises(TypeError, match="num_rows"):
+        pjrl_envs.make("jumanji:Snake-v1", rows=5)
+    with pytest.raises(pjrl_envs.UnknownEnvError, match="jumanji:Snake-v1"):
+        pjrl_envs.make("jumanji:Snake-v2")
+    env = pjrl_envs.make("jumanji:Snake-v1", num_envs=2, num_rows=6, num_cols=6)
+    assert env.observation_space.grid.shape == (6, 6, 5)
+
+
+@pytest.mark.slow
+def test_ppo_beats_random_on_game2048():
+    from pjrl_agents import ppo
+    config = ppo.default_config("jumanji:Game2048-v1", total_timesteps=100_000)
+    env = pjrl_envs.make("jumanji:Game2048-v1", num_envs=config.num_envs)
+    _, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))
+    final = float(np.mean(metrics["episode_return"][-10:]))
+    # uniformly random legal moves score ~1100 a game (500 games); PPO ~3600 at 100k steps
+    assert final > 2200, final

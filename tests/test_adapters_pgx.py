@@ -1,0 +1,144 @@
+"""The pgx adapter: conformance, and two-player games as one learner against an opponent.
+
+Each game compiles for 10-40 s on a CPU, so the default run checks a
+representative two (tic_tac_toe: two players, masks; minatar-breakout: one
+player, stochastic); `PJRL_ALL_ENVS=1` checks every pgx game.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("pgx")
+
+import pjrl_envs  # noqa: E402
+from adapters import pgx as pgx_adapter  # noqa: E402
+from pjrl_envs.testing import check_env  # noqa: E402
+
+REPRESENTATIVE = ["tic_tac_toe", "minatar-breakout"]
+ALL = os.environ.get("PJRL_ALL_ENVS") == "1"
+EXCLUDED: dict[str, str] = {}  # every pgx game conforms
+
+
+def test_every_pgx_env_is_listed():
+    import pgx
+    assert pjrl_envs.list_envs("pgx") == [f"pgx:{n}" for n in pgx.available_envs()]
+
+
+@pytest.mark.parametrize("env_id", pgx_adapter.list_envs() if ALL else REPRESENTATIVE)
+def test_check_env(env_id):
+    if env_id in EXCLUDED:
+        pytest.skip(EXCLUDED[env_id])
+    report = check_env(pjrl_envs.make(f"pgx:{env_id}", num_envs=4), num_steps=60, check_vmap=ALL)
+    assert report["truncated"] == 0
+
+
+def _lowest_legal(params, obs, mask, key):
+    del params, obs, key
+    return jnp.argmax(mask)
+
+
+def test_opponent_moves_inside_step_and_reward_is_the_learners():
+    # Both sides play their lowest legal square: X takes 0, 2, 4, 6 and wins on the anti-diagonal
+    # at its fourth move, so the learner wins (+1) exactly when it moves first.
+    env = pjrl_envs.make("pgx:tic_tac_toe", num_envs=32, opponent=_lowest_legal)
+
+    def play(key):
+        state, ts = env.reset(key)
+        first = ts.obs.reshape(32, -1).sum(-1) == 0  # empty board: the learner moves first
+
+        def body(carry, k):
+            state, ts, ret, done = carry
+            state, ts = env.step(state, jnp.argmax(ts.action_mask, -1), k)
+            ret = ret + jnp.where(done, 0.0, ts.reward)
+            seats_ok = (state.game.current_player == state.learner) | ts.terminated
+            return (state, ts, ret, done | ts.terminated), (seats_ok, ts.info["illegal_action"])
+
+        (_, _, ret, done), (seats_ok, illegal) = jax.lax.scan(
+            body, (state, ts, jnp.zeros(32), jnp.zeros(32, bool)), jax.random.split(key, 5))
+        return first, ret, done, seats_ok, illegal, state.learner
+
+    first, ret, done, seats_ok, illegal, seats = jax.jit(play)(jax.random.PRNGKey(0))
+    assert done.all() and seats_ok.all() and not illegal.any()
+    assert 0 < first.sum() < 32, "the learner should sometimes move first and sometimes second"
+    assert set(np.unique(seats)) == {0, 1}
+    np.testing.assert_array_equal(ret, np.where(first, 1.0, -1.0))
+
+
+def test_illegal_move_loses_and_is_flagged():
+    env = pjrl_envs.make("pgx:tic_tac_toe", num_envs=8)
+
+    @jax.jit
+    def play(key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        state, ts = env.reset(k1)
+        state, ts = env.step(state, jnp.argmax(ts.action_mask, -1), k2)
+        taken = jnp.argmin(ts.action_mask, -1)  # a square already occupied
+        ongoing = ~ts.terminated & ~ts.action_mask.all(-1)
+        return ongoing, env.step(state, taken, k3)[1]
+
+    ongoing, ts = play(jax.random.PRNGKey(1))
+    assert ongoing.any()
+    assert bool(ts.info["illegal_action"][ongoing].all())
+    assert bool(ts.terminated[ongoing].all()) and bool((ts.reward[ongoing] == -1).all())
+
+
+def test_time_limit_is_truncation():
+    # two learner moves cannot finish a game of tic-tac-toe, so the limit truncates every one
+    env = pjrl_envs.make("pgx:tic_tac_toe", num_envs=4, max_episode_steps=2)
+
+    @jax.jit
+    def play(key):
+        state, ts = env.reset(key)
+        flags = []
+        for k in jax.random.split(key, 2):
+            state, ts = env.step(state, jnp.argmax(ts.action_mask, -1), k)
+            flags.append((ts.terminated, ts.truncated))
+        return flags
+
+    (term1, trunc1), (term2, trunc2) = play(jax.random.PRNGKey(0))
+    assert not (term1.any() or trunc1.any() or term2.any())
+    assert trunc2.all()
+
+
+def test_bad_options_name_the_allowed_values():
+    with pytest.raises(ValueError, match="'random'"):
+        pjrl_envs.make("pgx:tic_tac_toe", opponent="greedy")
+    with pytest.raises(TypeError, match="opponent, opponent_params, max_episode_steps"):
+        pjrl_envs.make("pgx:tic_tac_toe", oponent="random")
+    with pytest.raises(pjrl_envs.UnknownEnvError, match="pgx:tic_tac_toe"):
+        pjrl_envs.make("pgx:tictactoe")
+
+
+@pytest.mark.slow
+def test_masked_ppo_beats_the_random_opponent_without_an_illegal_move():
+    from pjrl_agents import ppo
+    config = ppo.default_config("pgx:tic_tac_toe", total_timesteps=300_000)
+    env = pjrl_envs.make("pgx:tic_tac_toe", num_envs=config.num_envs)
+    state, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))
+    final = float(np.mean(metrics["episode_return"][-10:]))
+    # a random player scores about 0.3 against a random opponent (win 1, draw 0, loss -1)
+    assert final >= 0.8, final
+
+    # the trained policy, sampled with its mask, over 4096 decisions: no illegal move
+    agent = ppo.PPO(config, env)
+
+    @jax.jit
+    def evaluate(params, key):
+        env_state, ts = env.reset(key)
+
+        def body(carry, k):
+            env_state, ts = carry
+            act_key, step_key = jax.random.split(k)
+            action = agent.act(params, ts.obs, ts.action_mask, act_key)
+            env_state, ts = env.step(env_state, action, step_key)
+            return (env_state, ts), (ts.info["illegal_action"], ts.reward, ts.terminated)
+
+        _, (illegal, reward, ended) = jax.lax.scan(body, (env_state, ts), jax.random.split(key, 64))
+        return illegal.sum(), reward.sum() / ended.sum()
+
+    illegal, mean_return = evaluate(state.params, jax.random.PRNGKey(1))
+    assert int(illegal) == 0
+    assert float(mean_return) >= 0.8, float(mean_return)
