@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train an agent on a named env (default: PPO on gymnax:CartPole-v1)")
     t.add_argument("--env", default="gymnax:CartPole-v1", help="LIB:NAME, see `pjrl envs`")
-    t.add_argument("--algo", default="ppo", help="ppo")
+    t.add_argument("--algo", default="ppo", help="ppo or dqn")
     t.add_argument("--total-timesteps", type=float, default=None, help="env steps per seed")
     t.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
     t.add_argument("--num-seeds", type=int, default=1, help="seeds trained in parallel by vmap, one compile")

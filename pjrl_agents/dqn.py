@@ -303,7 +303,7 @@ class DQN:
         try:
             import flashbax  # only DQN needs it
         except ImportError:
-            raise MissingLibraryError("DQN's replay buffer needs flashbax: pip install 'pjrl[dqn]'") from None
+            raise MissingLibraryError("DQN's replay buffer needs flashbax: pip install 'flashbax==0.1.3'") from None
         self.config = config
         self.env = wrap_env(env)
         self.action_space = env.action_space
