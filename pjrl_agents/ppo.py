@@ -250,6 +250,8 @@ class PPO:
             self.dist, action_dim = Categorical, space.n
         torso = choose_torso(env.observation_space, config.torso)
         self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous, torso)
+        # the Gaussian acts on a flat vector; Box spaces of any shape get it reshaped
+        self._env_action = (lambda a: a.reshape(a.shape[:1] + space.shape)) if continuous else (lambda a: a)
         self.optimizer = optax.scale_by_adam(eps=1e-5)
         self.num_updates = config.num_updates
         self.steps_per_update = config.batch_size
@@ -271,7 +273,7 @@ class PPO:
         log_prob = self.dist.log_prob(state.actor_out, action, state.mask)
 
         # STEP ENV
-        env_state, ts = self.env.step(state.env_state, action, step_key)
+        env_state, ts = self.env.step(state.env_state, self._env_action(action), step_key)
 
         # EVALUATE the next and the pre-reset observations in one forward pass
         n = self.env.num_envs
@@ -338,8 +340,8 @@ class PPO:
         """The policy's action for a batch of observations: sampled with `key`, else the mode."""
         actor_out, _ = self.network.apply(params, obs)
         if key is None:
-            return self.dist.mode(actor_out, mask)
-        return self.dist.sample(key, actor_out, mask)
+            return self._env_action(self.dist.mode(actor_out, mask))
+        return self._env_action(self.dist.sample(key, actor_out, mask))
 
 
 Agent = PPO

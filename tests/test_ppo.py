@@ -78,7 +78,7 @@ def test_unknown_setting_is_an_error():
 
 def test_ppo_refuses_an_action_space_it_cannot_use():
     env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=4)
-    env.action_space = pjrl_envs.spaces.MultiDiscrete((2, 2, 2))
+    env.action_space = {"move": pjrl_envs.spaces.Discrete(2), "speed": pjrl_envs.spaces.Box(0, 1, (1,))}
     with pytest.raises(ConfigError, match="cannot act"):
         ppo.PPO(ppo.PPOConfig(), env)
 
@@ -112,6 +112,26 @@ def test_cartpole_learns_far_beyond_random():
     final = final_returns(np.asarray(metrics["episode_return"]))
     # a random policy averages about 22 steps on CartPole
     assert final.mean() > 200, final
+
+
+def test_box_actions_of_any_shape_reach_the_env_in_that_shape():
+    from tests.envs import CounterEnv
+
+    class Matrix(CounterEnv):
+        def __init__(self):
+            super().__init__(length=4)
+            self.action_space = pjrl_envs.spaces.Box(-1.0, 1.0, (2, 3))
+
+        def step(self, state, action, key):
+            assert action.shape == (2, 3)
+            state, ts = super().step(state, action, key)
+            return state, ts._replace(reward=-jnp.square(action - 0.5).sum())
+
+    config = ppo.PPOConfig(total_timesteps=4 * 32 * 2, num_steps=32, num_minibatches=2)
+    agent = ppo.PPO(config, Matrix().to_vec(config.num_envs))
+    state, _ = jax.jit(ppo.make_train(config, Matrix().to_vec(config.num_envs)))(jax.random.PRNGKey(0))
+    obs = jnp.zeros((3, 2))
+    assert agent.act(state.params, obs, None).shape == (3, 2, 3)
 
 
 def test_continuous_actions_learn_on_pendulum():
