@@ -46,6 +46,7 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
+import warnings
 from typing import Any
 
 import jax
@@ -147,7 +148,9 @@ class EnvpoolVecEnv(VecEnv):
         self.max_pools = int(max_pools)
         probe = self._make_pool([0])
         try:
-            self._read_layout(probe)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", ".*precision lowered", UserWarning)
+                self._read_layout(probe)
         finally:
             probe.close()
         self._lock = threading.Lock()
@@ -157,10 +160,13 @@ class EnvpoolVecEnv(VecEnv):
     # ------------------------------------------------------------ host side
 
     def _make_pool(self, seeds: list[int]):
+        """An envpool pool of `len(seeds)` envs, env i seeded with `seeds[i]`."""
         envpool = _envpool()
         try:
-            return envpool.make(self.env_id, env_type="gymnasium", num_envs=len(seeds), seed=list(seeds),
-                                **self.options)
+            with warnings.catch_warnings():  # gymnasium's note that float64 bounds became float32
+                warnings.filterwarnings("ignore", ".*precision lowered", UserWarning)
+                return envpool.make(self.env_id, env_type="gymnasium", num_envs=len(seeds), seed=list(seeds),
+                                    **self.options)
         except TypeError as e:
             known = set(envpool.make_spec(self.env_id).config._fields) - set(RESERVED) - {"base_path"}
             unknown = sorted(set(self.options) - known)
@@ -183,49 +189,26 @@ class EnvpoolVecEnv(VecEnv):
         self._action_start = start if start.any() else None  # gymnasium Discrete(n, start)
         keys = list(env._state_keys)
         self._index = {k: i for i, k in enumerate(keys)}
-        if isinstance(self.observation_space, dict):
-            self._obs_keys = {k: f"obs:{k}" for k in self.observation_space}
-        else:
-            self._obs_keys = "obs"
-        for k in jax.tree.leaves(self._obs_keys):
-            if k not in self._index:
-                raise NotImplementedError(f"envpool:{self.env_id}: nested observations are not supported")
-        self._info_keys = {"elapsed_step": "elapsed_step"}
-        self._info_keys.update({k[len("info:"):]: k for k in keys
-                                if k.startswith("info:") and k not in ("info:env_id", "info:players.env_id")})
+        obs_names = ({k: f"obs:{k}" for k in self.observation_space}
+                     if isinstance(self.observation_space, dict) else "obs")
+        leaves, self._obs_tree = jax.tree.flatten(obs_names)
+        if any(k not in self._index for k in leaves):
+            raise NotImplementedError(f"envpool:{self.env_id}: nested observations are not supported")
+        self._obs_idx = [self._index[k] for k in leaves]
+        self._info_names = ["elapsed_step"] + [k[len("info:"):] for k in keys if k.startswith("info:")
+                                               and k not in ("info:env_id", "info:players.env_id")]
+        self._info_idx = [self._index["elapsed_step" if n == "elapsed_step" else f"info:{n}"]
+                          for n in self._info_names]
         env.async_reset()
         raw = env._recv()
-        self._info_shape = {k: jax.ShapeDtypeStruct((self.num_envs,) + raw[self._index[v]].shape[1:],
-                                                    _dtype(raw[self._index[v]].dtype))
-                            for k, v in self._info_keys.items()}
+        self._obs_dtypes = [_dtype(raw[i].dtype) for i in self._obs_idx]
+        self._info_specs = [jax.ShapeDtypeStruct((self.num_envs,) + raw[i].shape[1:], _dtype(raw[i].dtype))
+                            for i in self._info_idx]
         self._mask = spaces.no_mask(self.action_space)
 
-    def _obs_shapes(self):
-        return jax.tree.map(lambda s: jax.ShapeDtypeStruct((self.num_envs,) + s.shape, s.dtype),
-                            self.observation_space, is_leaf=spaces.is_space)
-
-    def _pick(self, raw, name_tree):
-        return jax.tree.map(lambda k: raw[self._index[k]], name_tree)
-
-    def _host_reset(self, seeds):
-        batch = seeds.shape[:-1]
-        seeds = np.asarray(seeds).reshape(-1)
-        rows = seeds.size // self.num_envs
-        env = self._make_pool(seeds.tolist())
-        env.async_reset()
-        raw = env._recv()
-        raw = self._in_order(raw, np.arange(rows * self.num_envs, dtype=np.int32))
-        with self._lock:
-            pool_id = next(self._ids) % (2**31 - 1)
-            self._pools[pool_id] = _HostPool(env, rows, self.num_envs)
-            while len(self._pools) > self.max_pools:
-                oldest = next(iter(self._pools))
-                self._pools.pop(oldest).env.close()
-        obs = self._pick(raw, self._obs_keys)
-        info = self._pick(raw, self._info_keys)
-        (pool, row), (obs, info) = self._shape_out(
-            (np.full(rows, pool_id), np.arange(rows)), (obs, info), batch)
-        return pool, row, obs, info
+    def _obs_specs(self) -> list:
+        return [jax.ShapeDtypeStruct((self.num_envs,) + s.shape, s.dtype)
+                for s in spaces.tree_spaces(self.observation_space)]
 
     def _in_order(self, raw, env_ids):
         """envpool returns envs in completion order; put them in the order they were sent."""
@@ -237,25 +220,41 @@ class EnvpoolVecEnv(VecEnv):
         take = where[env_ids]
         return [x[take] for x in raw]
 
+    def _host_reset(self, seeds):
+        """Builds a pool seeded row by row; returns `[pool, row, *obs, *info]`, leading dims `seeds.shape[:-1]`."""
+        batch = seeds.shape[:-1]
+        seeds = np.asarray(seeds).reshape(-1)
+        rows = seeds.size // self.num_envs
+        env = self._make_pool(seeds.tolist())
+        env.async_reset()
+        raw = self._in_order(env._recv(), np.arange(seeds.size, dtype=np.int32))
+        with self._lock:
+            pool_id = next(self._ids) % (2**31 - 1)
+            self._pools[pool_id] = _HostPool(env, rows, self.num_envs)
+            while len(self._pools) > self.max_pools:
+                oldest = next(iter(self._pools))
+                self._pools.pop(oldest).env.close()
+        per_member = [np.full(batch, pool_id, np.int32), np.arange(rows, dtype=np.int32).reshape(batch)]
+        return per_member + self._per_env([raw[i] for i in self._obs_idx + self._info_idx], batch)
+
     def _host_step(self, pool_ids, rows, ts, action):
+        """Steps every member's envs; returns `[t, *obs, *final_obs, reward, terminated, truncated, *info]`."""
         batch = pool_ids.shape
-        pool_ids, rows, ts = (np.asarray(x).reshape(-1) for x in (pool_ids, rows, ts))
-        action = np.asarray(action).reshape((pool_ids.size * self.num_envs,) + tuple(self.action_space.shape))
-        parts = []
-        for pid in np.unique(pool_ids):
-            members = np.flatnonzero(pool_ids == pid)
-            parts.append((members, self._step_pool(int(pid), rows[members], ts[members], action, members)))
-        if len(parts) == 1:
-            t, per_env = parts[0][1]
-        else:  # members from several pools: put each back in its place
+        pool_ids, rows, ts = pool_ids.reshape(-1), rows.reshape(-1), ts.reshape(-1)
+        action = action.reshape((pool_ids.size * self.num_envs,) + action.shape[len(batch) + 1:])
+        if (pool_ids == pool_ids[0]).all():  # the usual case: one pool
+            t, per_env = self._step_pool(int(pool_ids[0]), rows, ts, action, np.arange(rows.size))
+        else:  # members from several pools: step each pool once, put results back in place
+            parts = [(m, self._step_pool(int(p), rows[m], ts[m], action, m))
+                     for p in np.unique(pool_ids) for m in [np.flatnonzero(pool_ids == p)]]
             members = np.concatenate([m for m, _ in parts])
-            t = np.concatenate([p[0] for _, p in parts])[np.argsort(members)]
+            t = np.concatenate([out[0] for _, out in parts])[np.argsort(members)]
             order = np.argsort(_env_rows(members, self.num_envs))
-            per_env = jax.tree.map(lambda *xs: np.concatenate(xs)[order], *[p[1] for _, p in parts])
-        t, per_env = self._shape_out(t, per_env, batch)
-        return (t, *per_env)
+            per_env = [np.concatenate(xs)[order] for xs in zip(*[out[1] for _, out in parts])]
+        return [t.reshape(batch)] + self._per_env(per_env, batch)
 
     def _step_pool(self, pid: int, rows, ts, action, members):
+        """One send/recv on pool `pid` for the given members; returns `(t, per-env arrays)`."""
         E = self.num_envs
         with self._lock:
             pool = self._pools.get(pid)
@@ -263,7 +262,8 @@ class EnvpoolVecEnv(VecEnv):
             raise RuntimeError(f"envpool:{self.env_id}: this env state belongs to a pool that was closed "
                                f"(more than max_pools={self.max_pools} resets since); a host env can only "
                                "step its latest states")
-        if np.unique(rows).size != rows.size:
+        whole = rows.size == pool.rows and (rows == np.arange(pool.rows)).all()
+        if not whole and np.unique(rows).size != rows.size:
             raise RuntimeError(f"envpool:{self.env_id}: one host env state is stepped by several vmapped "
                                "members at once; give each member its own reset (vmap over reset keys, as "
                                "`pjrl train --num-seeds` does) instead of sharing one state")
@@ -274,9 +274,8 @@ class EnvpoolVecEnv(VecEnv):
                                f"host env is at step {int(pool.t[rows[r]])}); a host env cannot re-step a "
                                "saved or earlier state, only its latest one")
         pool.t[rows] += 1
-        whole = rows.size == pool.rows and np.array_equal(rows, np.arange(pool.rows))
         env_ids = pool.all_ids if whole else _env_rows(rows, E)
-        in_order = members.size * E == action.shape[0] and np.array_equal(members, np.arange(members.size))
+        in_order = members.size * E == action.shape[0] and (members == np.arange(members.size)).all()
         act = action if in_order else action[_env_rows(members, E)]
         if self._action_start is not None:
             act = act + self._action_start
@@ -285,7 +284,7 @@ class EnvpoolVecEnv(VecEnv):
         env = pool.env
         env._send([env_ids, env_ids, act])
         raw = self._in_order(env._recv(), env_ids)
-        final_obs = self._pick(raw, self._obs_keys)
+        final_obs = [raw[i] for i in self._obs_idx]
         done = raw[self._index["done"]]
         trunc = raw[self._index["trunc"]] & done
         obs = final_obs
@@ -294,47 +293,56 @@ class EnvpoolVecEnv(VecEnv):
             # sees envpool's reset transition on the next step.
             ended = env_ids[done]
             env._reset(ended)
-            fresh = self._pick(self._in_order(env._recv(), ended), self._obs_keys)
-            obs = jax.tree.map(np.copy, final_obs)
-            for o, f in zip(jax.tree.leaves(obs), jax.tree.leaves(fresh)):
-                o[done] = f
-        reward = raw[self._index["reward"]].astype(np.float32, copy=False)
-        info = self._pick(raw, self._info_keys)
-        return pool.t[rows].copy(), (obs, final_obs, reward, done & ~trunc, trunc, info)
+            fresh = self._in_order(env._recv(), ended)
+            obs = [o.copy() for o in final_obs]
+            for o, i in zip(obs, self._obs_idx):
+                o[done] = fresh[i]
+        reward = raw[self._index["reward"]]
+        info = [raw[i] for i in self._info_idx]
+        return pool.t[rows].copy(), [*obs, *final_obs, reward, done & ~trunc, trunc, *info]
 
-    def _shape_out(self, per_member, per_env, batch: tuple):
-        """Host arrays `(members,)` and `(members * num_envs, ...)` back to `batch + ...`, in JAX dtypes."""
-        def member(x):
-            return np.asarray(x).reshape(batch).astype(np.int32, copy=False)
-
-        def env(x):
-            x = np.asarray(x)
-            return x.reshape(batch + (self.num_envs,) + x.shape[1:]).astype(_dtype(x.dtype), copy=False)
-        return jax.tree.map(member, per_member), jax.tree.map(env, per_env)
+    def _per_env(self, arrays: list, batch: tuple) -> list:
+        """Host arrays `(members * num_envs, ...)` as `batch + (num_envs, ...)`, in JAX dtypes."""
+        out = []
+        for x in arrays:
+            dtype = _dtype(x.dtype)
+            out.append(x.reshape(batch + (self.num_envs,) + x.shape[1:]).astype(dtype, copy=False))
+        return out
 
     # ------------------------------------------------------------ protocol
 
     def reset(self, key: jax.Array) -> tuple[EnvpoolState, TimeStep]:
         seeds = jax.random.randint(key, (self.num_envs,), 0, 2**31 - 1, dtype=jnp.int32)
         i32 = jax.ShapeDtypeStruct((), jnp.int32)
-        result = (i32, i32, self._obs_shapes(), self._info_shape)
-        pool, row, obs, info = jax.pure_callback(self._host_reset, result, seeds, vmap_method="broadcast_all")
+        n_obs = len(self._obs_idx)
+        out = jax.pure_callback(self._host_reset, [i32, i32, *self._obs_specs(), *self._info_specs], seeds,
+                                vmap_method="broadcast_all")
+        pool, row, obs, info = out[0], out[1], out[2:2 + n_obs], out[2 + n_obs:]
+        obs = jax.tree.unflatten(self._obs_tree, obs)
         false = jnp.zeros((self.num_envs,), jnp.bool_)
-        mask = jnp.broadcast_to(self._mask, (self.num_envs,) + self._mask.shape)
-        ts = TimeStep(obs, jnp.zeros((self.num_envs,), jnp.float32), false, false, obs, mask, info)
+        ts = TimeStep(obs, jnp.zeros((self.num_envs,), jnp.float32), false, false, obs, self._masks(),
+                      dict(zip(self._info_names, info)))
         return EnvpoolState(pool, row, jnp.zeros((), jnp.int32)), ts
 
     def step(self, state: EnvpoolState, action: jax.Array, key: jax.Array) -> tuple[EnvpoolState, TimeStep]:
         del key  # envpool draws its randomness on the host, from the seeds given at reset
         action = jnp.asarray(action, self.action_space.dtype)
         flag = jax.ShapeDtypeStruct((self.num_envs,), jnp.bool_)
-        result = (jax.ShapeDtypeStruct((), jnp.int32), self._obs_shapes(), self._obs_shapes(),
-                  jax.ShapeDtypeStruct((self.num_envs,), jnp.float32), flag, flag, self._info_shape)
-        t, obs, final_obs, reward, terminated, truncated, info = jax.pure_callback(
-            self._host_step, result, state.pool, state.row, state.t, action, vmap_method="broadcast_all")
-        mask = jnp.broadcast_to(self._mask, (self.num_envs,) + self._mask.shape)
-        ts = TimeStep(obs, reward, terminated, truncated, final_obs, mask, info)
-        return state.replace(t=t), ts
+        obs_specs = self._obs_specs()
+        result = [jax.ShapeDtypeStruct((), jnp.int32), *obs_specs, *obs_specs,
+                  jax.ShapeDtypeStruct((self.num_envs,), jnp.float32), flag, flag, *self._info_specs]
+        out = jax.pure_callback(self._host_step, result, state.pool, state.row, state.t, action,
+                                vmap_method="broadcast_all")
+        n = len(obs_specs)
+        obs = jax.tree.unflatten(self._obs_tree, out[1:1 + n])
+        final_obs = jax.tree.unflatten(self._obs_tree, out[1 + n:1 + 2 * n])
+        reward, terminated, truncated = out[1 + 2 * n:4 + 2 * n]
+        info = dict(zip(self._info_names, out[4 + 2 * n:]))
+        ts = TimeStep(obs, reward, terminated, truncated, final_obs, self._masks(), info)
+        return state.replace(t=out[0]), ts
+
+    def _masks(self) -> jax.Array:
+        return jnp.broadcast_to(self._mask, (self.num_envs,) + self._mask.shape)
 
     def close(self) -> None:
         """Closes every host pool this env made."""
