@@ -43,11 +43,9 @@ closes older ones (stepping a state of a closed pool raises an error).
 """
 from __future__ import annotations
 
-import collections
 import itertools
 import threading
 import warnings
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -130,13 +128,12 @@ class _HostPool:
         self.num_envs = num_envs
         self.t = np.zeros(rows, np.int32)
         self.all_ids = np.arange(rows * num_envs, dtype=np.int32)
-        self.closed = False
 
 
 class EnvpoolVecEnv(VecEnv):
     """An envpool task under the pjrl `VecEnv` protocol (see the module docstring)."""
 
-    def __init__(self, env_id: str, num_envs: int = 1, max_pools: int = 16, **options):
+    def __init__(self, env_id: str, num_envs: int = 1, max_pools: int = 4, **options):
         envpool = _envpool()
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -237,11 +234,18 @@ class EnvpoolVecEnv(VecEnv):
         per_member = [np.full(batch, pool_id, np.int32), np.arange(rows, dtype=np.int32).reshape(batch)]
         return per_member + self._per_env([raw[i] for i in self._obs_idx + self._info_idx], batch)
 
-    def _host_step(self, pool_ids, rows, ts, action):
-        """Steps every member's envs; returns `[t, *obs, *final_obs, reward, terminated, truncated, *info]`."""
-        batch = pool_ids.shape
-        pool_ids, rows, ts = pool_ids.reshape(-1), rows.reshape(-1), ts.reshape(-1)
-        action = action.reshape((pool_ids.size * self.num_envs,) + action.shape[len(batch) + 1:])
+    def _host_step(self, packed):
+        """Steps every member's envs; returns `[t, *obs, *final_obs, reward, terminated, truncated, *info]`.
+
+        `packed` is `(*batch, 3 + action size)` int32: pool, row, step count, then the
+        action's bits (one callback input, as each input costs a transfer).
+        """
+        packed = np.asarray(packed)  # JAX hands callbacks jax.Arrays; work on a numpy view
+        batch = packed.shape[:-1]
+        packed = packed.reshape(-1, packed.shape[-1])
+        pool_ids, rows, ts = packed[:, 0], packed[:, 1], packed[:, 2]
+        action = packed[:, 3:].view(np.dtype(self.action_space.dtype))
+        action = action.reshape((pool_ids.size * self.num_envs,) + tuple(self.action_space.shape))
         if (pool_ids == pool_ids[0]).all():  # the usual case: one pool
             t, per_env = self._step_pool(int(pool_ids[0]), rows, ts, action, np.arange(rows.size))
         else:  # members from several pools: step each pool once, put results back in place
@@ -331,8 +335,9 @@ class EnvpoolVecEnv(VecEnv):
         obs_specs = self._obs_specs()
         result = [jax.ShapeDtypeStruct((), jnp.int32), *obs_specs, *obs_specs,
                   jax.ShapeDtypeStruct((self.num_envs,), jnp.float32), flag, flag, *self._info_specs]
-        out = jax.pure_callback(self._host_step, result, state.pool, state.row, state.t, action,
-                                vmap_method="broadcast_all")
+        bits = jax.lax.bitcast_convert_type(action, jnp.int32).reshape(-1)  # every action dtype is 32-bit
+        packed = jnp.concatenate([jnp.stack([state.pool, state.row, state.t]), bits])
+        out = jax.pure_callback(self._host_step, result, packed, vmap_method="broadcast_all")
         n = len(obs_specs)
         obs = jax.tree.unflatten(self._obs_tree, out[1:1 + n])
         final_obs = jax.tree.unflatten(self._obs_tree, out[1 + n:1 + 2 * n])

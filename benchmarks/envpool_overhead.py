@@ -3,6 +3,8 @@
   (a) envpool's own Python loop, random actions (`env.step` of its gymnasium API);
   (b) the pjrl adapter inside one jitted `lax.scan`, random actions drawn in JAX;
   (c) PPO training (`pjrl_agents.ppo.make_train`) through the adapter;
+  (x) for reference, envpool's own XLA interface (`env.xla()`) in a jitted scan, random
+      actions: no same-step auto-reset, no seeding from a key, no vmap; see DESIGN.md;
 
 for each env and num_envs given. Every figure is the median of `--repeats` timed
 runs after a warm-up; compile time is reported apart. Run from the repo root:
@@ -52,30 +54,59 @@ def envpool_loop(env_id: str, num_envs: int, steps: int, repeats: int) -> float:
     return steps * num_envs / median_time(loop, repeats)
 
 
+def envpool_xla_scan(env_id: str, num_envs: int, steps: int, repeats: int) -> float:
+    import envpool
+    env = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, seed=0)
+    handle, _, _, step = env.xla()
+    space = env.action_space
+
+    def run(handle, key):
+        def body(handle, k):
+            if hasattr(space, "n"):
+                action = jax.random.randint(k, (num_envs,), 0, space.n, jnp.int32)
+            else:
+                action = jax.random.uniform(k, (num_envs,) + space.shape, minval=-1.0, maxval=1.0)
+            handle, (_, reward, *_) = step(handle, action)
+            return handle, reward.sum()
+        return jax.lax.scan(body, handle, jax.random.split(key, steps))
+
+    run = jax.jit(run)
+    key = jax.random.PRNGKey(0)
+    env.reset()
+    jax.block_until_ready(run(handle, key))
+    return steps * num_envs / median_time(lambda: jax.block_until_ready(run(handle, key)), repeats)
+
+
+def random_actions(space, key, num_envs: int):
+    if isinstance(space, pjrl_envs.Discrete):  # as cheap as the numpy draw in (a)
+        return jax.random.randint(key, (num_envs,), 0, space.n, space.dtype)
+    return jax.vmap(space.sample)(jax.random.split(key, num_envs))
+
+
 def adapter_scan(env_id: str, num_envs: int, steps: int, repeats: int) -> tuple[float, float]:
     env = pjrl_envs.make(f"envpool:{env_id}", num_envs=num_envs)
 
-    def run(key):
-        state, ts = env.reset(key)
-
+    def run(state, key):
         def body(state, k):
             act_key, step_key = jax.random.split(k)
-            action = jax.vmap(env.action_space.sample)(jax.random.split(act_key, num_envs))
-            state, ts = env.step(state, action, step_key)
+            state, ts = env.step(state, random_actions(env.action_space, act_key, num_envs), step_key)
             return state, ts.reward.sum()
         return jax.lax.scan(body, state, jax.random.split(key, steps))[1].sum()
 
     key = jax.random.PRNGKey(0)
+    reset = jax.jit(lambda k: env.reset(k)[0])
+    state = jax.eval_shape(reset, key)
     t0 = time.perf_counter()
-    compiled = jax.jit(run).lower(key).compile()
+    compiled = jax.jit(run).lower(state, key).compile()
     compile_s = time.perf_counter() - t0
-    # each run resets (builds a pool) first; time that apart and subtract it
-    reset = jax.jit(lambda k: env.reset(k)[1].reward).lower(key).compile()
-    jax.block_until_ready(compiled(key))
-    reset_s = median_time(lambda: jax.block_until_ready(reset(key)), repeats)
-    run_s = median_time(lambda: jax.block_until_ready(compiled(key)), repeats)
+    times = []
+    for _ in range(repeats + 1):  # a host env steps only its latest state: a fresh reset (untimed) per run
+        state = jax.block_until_ready(reset(key))
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(state, key))
+        times.append(time.perf_counter() - t0)
     env.close()
-    return steps * num_envs / max(run_s - reset_s, 1e-9), compile_s
+    return steps * num_envs / statistics.median(times[1:]), compile_s
 
 
 def ppo_train(env_id: str, num_envs: int, updates: int, num_steps: int, repeats: int) -> tuple[float, float]:
@@ -106,19 +137,20 @@ def main():
 
     print(f"jax {jax.__version__}, devices {jax.devices()}; median of {args.repeats} runs, steps/s over all envs")
     print(f"{'env':<14}{'envs':>5} | {'(a) envpool loop':>17} | {'(b) adapter scan':>17} {'b/a':>6} | "
-          f"{'(c) PPO train':>14} | compile b, c")
+          f"{'(c) PPO train':>14} | {'(x) env.xla()':>14} | compile b, c")
     for env_id in args.envs:
         heavy = env_id.endswith("-v5") and "Pong" in env_id or "NoFrameskip" in env_id
         for num_envs in args.num_envs:
-            steps = args.steps or max(50, (400 if heavy else 20_000) // max(1, num_envs // 8))
+            steps = args.steps or max(200, (400 if heavy else 20_000) // max(1, num_envs // 8))
             a = envpool_loop(env_id, num_envs, steps, args.repeats)
             b, b_compile = adapter_scan(env_id, num_envs, steps, args.repeats)
+            x = envpool_xla_scan(env_id, num_envs, steps, args.repeats)
             if args.skip_ppo:
                 c, c_compile = float("nan"), float("nan")
             else:
                 num_steps = min(args.ppo_num_steps, 32) if heavy else args.ppo_num_steps
                 c, c_compile = ppo_train(env_id, num_envs, args.ppo_updates, num_steps, args.repeats)
-            print(f"{env_id:<14}{num_envs:>5} | {a:>17,.0f} | {b:>17,.0f} {b / a:>6.2f} | {c:>14,.0f} | "
+            print(f"{env_id:<14}{num_envs:>5} | {a:>17,.0f} | {b:>17,.0f} {b / a:>6.2f} | {c:>14,.0f} | {x:>14,.0f} | "
                   f"{b_compile:.1f}s, {c_compile:.1f}s", flush=True)
 
 

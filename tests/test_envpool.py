@@ -132,3 +132,15 @@ def test_bad_names_and_options_are_said_plainly():
     env = pjrl_envs.make("envpool:Pong-v5", num_envs=1, frame_skip=2, stack_num=1, episodic_life=True)
     assert env.observation_space.shape == (1, 84, 84)
     assert "envpool:Pong-v5" in pjrl_envs.list_envs("envpool")
+
+
+def test_atari_example_runs(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "envpool_atari.py"
+    spec = importlib.util.spec_from_file_location("envpool_atari", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    metrics = example.main(["--total-timesteps", "32", "--num-envs", "2", "--num-steps", "16"])
+    assert np.isfinite(metrics["loss"]) and metrics["entropy"] > 0
+    assert "step         32" in capsys.readouterr().out
