@@ -198,7 +198,6 @@ class EnvpoolVecEnv(VecEnv):
                           for n in self._info_names]
         env.async_reset()
         raw = env._recv()
-        self._obs_dtypes = [_dtype(raw[i].dtype) for i in self._obs_idx]
         self._info_specs = [jax.ShapeDtypeStruct((self.num_envs,) + raw[i].shape[1:], _dtype(raw[i].dtype))
                             for i in self._info_idx]
         self._mask = spaces.no_mask(self.action_space)
