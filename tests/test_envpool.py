@@ -1,0 +1,146 @@
+"""envpool through host callbacks: conformance, same-step auto-reset, seeds under vmap, errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+envpool = pytest.importorskip("envpool")
+
+import pjrl_envs  # noqa: E402
+from pjrl_envs.testing import check_env  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.mark.parametrize("env_id, options", [
+    ("CartPole-v1", {}),
+    ("Acrobot-v1", {}),
+    ("Pendulum-v1", {}),  # Box actions
+    ("Pong-v5", {"max_episode_steps": 40}),  # Atari, uint8 frames; a short limit to see truncation
+    ("Breakout-v5", {"episodic_life": True, "stack_num": 2}),
+    ("Hopper-v5", {}),  # MuJoCo, float64 on the host
+    ("CheetahRun-v1", {}),  # dm_control: dict observation
+])
+def test_check_env_passes(env_id, options):
+    env = pjrl_envs.make(f"envpool:{env_id}", num_envs=3, **options)
+    report = check_env(env, num_steps=60)
+    assert report["steps"] == 180
+    if env_id == "Pong-v5":
+        assert report["truncated"] == 3 and report["terminated"] == 0  # the time limit is truncation
+    if env_id == "Breakout-v5":
+        assert env.observation_space.shape == (2, 84, 84) and env.observation_space.dtype == np.uint8
+    env.close()
+
+
+def _rollout(env, key, actions):
+    """Adapter transitions for given actions `(T, num_envs)`; returns (reset TimeStep, trajectory)."""
+    def body(carry, action):
+        state, ts = env.step(carry, action, key)
+        return state, ts
+    state, ts0 = env.reset(key)
+    return ts0, jax.lax.scan(body, state, actions)[1]
+
+
+def _envpool_reference(seed, actions, **options):
+    """One env driven by envpool's own loop; reset transitions (the step after done) marked."""
+    env = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=1, seed=[int(seed)], **options)
+    obs, _ = env.reset()
+    steps, was_done, t = [], False, 0
+    while t < len(actions) or was_done:
+        action = actions[min(t, len(actions) - 1)]
+        out, reward, term, trunc, _ = env.step(np.array([action], np.int32))
+        steps.append(dict(obs=out[0], reward=float(reward[0]), term=bool(term[0]), trunc=bool(trunc[0]),
+                          reset_transition=was_done))
+        if not was_done:
+            t += 1  # a reset transition ignores the action, so it consumes none
+        was_done = bool(term[0] or trunc[0])
+    return obs[0], steps
+
+
+def test_reset_transition_never_reaches_the_agent():
+    num_envs, T = 2, 120
+    env = pjrl_envs.make("envpool:CartPole-v1", num_envs=num_envs, max_episode_steps=12)
+    key = jax.random.PRNGKey(3)
+    actions = jax.random.randint(jax.random.PRNGKey(4), (T, num_envs), 0, 2, dtype=jnp.int32)
+    ts0, traj = jax.jit(lambda k, a: _rollout(env, k, a))(key, actions)
+    seeds = np.asarray(jax.random.randint(key, (num_envs,), 0, 2**31 - 1, dtype=jnp.int32))
+
+    for i in range(num_envs):
+        first_obs, ref = _envpool_reference(seeds[i], np.asarray(actions[:, i]), max_episode_steps=12)
+        np.testing.assert_array_equal(ts0.obs[i], first_obs)
+        # the agent sees exactly envpool's transitions without the reset ones
+        real = [s for s in ref if not s["reset_transition"]]
+        resets = iter(s for s in ref if s["reset_transition"])
+        for t in range(T):
+            want = real[t]
+            assert float(traj.reward[t, i]) == want["reward"] == 1.0  # never the reset step's 0
+            assert bool(traj.terminated[t, i]) == want["term"]
+            assert bool(traj.truncated[t, i]) == want["trunc"]
+            np.testing.assert_array_equal(traj.final_obs[t, i], want["obs"])  # true last observation
+            if want["term"] or want["trunc"]:
+                # same step: obs is already the new episode's first observation
+                np.testing.assert_array_equal(traj.obs[t, i], next(resets)["obs"])
+            else:
+                np.testing.assert_array_equal(traj.obs[t, i], want["obs"])
+    ended = np.asarray(traj.terminated | traj.truncated)
+    assert np.asarray(traj.terminated).sum() > 0 and np.asarray(traj.truncated).sum() > 0
+    assert not np.array_equal(np.asarray(traj.obs)[ended], np.asarray(traj.final_obs)[ended])
+
+
+def test_vmapped_seeds_share_one_pool_and_match_single_runs():
+    env = pjrl_envs.make("envpool:CartPole-v1", num_envs=3)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    actions = jax.random.randint(jax.random.PRNGKey(1), (4, 50, 3), 0, 2, dtype=jnp.int32)
+    run = jax.jit(lambda k, a: _rollout(env, k, a)[1])
+    before = set(env._pools)
+    batched = jax.jit(jax.vmap(lambda k, a: _rollout(env, k, a)[1]))(keys, actions)
+    new = [env._pools[p] for p in set(env._pools) - before]
+    assert [(p.rows, p.env.config["num_envs"]) for p in new] == [(4, 12)]  # one pool of seeds x envs
+    for s in range(4):
+        alone = run(keys[s], actions[s])
+        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(jax.tree.map(lambda x: x[s], batched))):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(batched.obs[0], batched.obs[1])  # seeds differ
+
+
+def test_stale_and_shared_states_are_refused():
+    env = pjrl_envs.make("envpool:CartPole-v1", num_envs=2)
+    key = jax.random.PRNGKey(0)
+    state, _ = jax.jit(env.reset)(key)
+    step = jax.jit(env.step)
+    action = jnp.zeros((2,), jnp.int32)
+    step(state, action, key)
+    with pytest.raises(Exception, match="cannot re-step a saved or earlier state"):
+        jax.block_until_ready(step(state, action, key))
+    state, _ = jax.jit(env.reset)(key)
+    shared = jax.jit(jax.vmap(env.step, in_axes=(None, 0, None)))
+    with pytest.raises(Exception, match="--num-seeds"):
+        jax.block_until_ready(shared(state, jnp.zeros((3, 2), jnp.int32), key))
+
+
+def test_bad_names_and_options_are_said_plainly():
+    with pytest.raises(pjrl_envs.UnknownEnvError, match="envpool:Pong-v5"):
+        pjrl_envs.make("envpool:Pong-v4")
+    with pytest.raises(pjrl_envs.UnknownEnvError, match="envpool:CartPole-v1"):
+        pjrl_envs.make("envpool:cartpole-v1")
+    with pytest.raises(TypeError, match="has no option frameskip; its options: .*frame_skip"):
+        pjrl_envs.make("envpool:Pong-v5", frameskip=4)
+    with pytest.raises(TypeError, match="seeds come from the key"):
+        pjrl_envs.make("envpool:Pong-v5", seed=1)
+    with pytest.raises(TypeError, match="envpool rejected the options"):
+        pjrl_envs.make("envpool:Pong-v5", frame_skip="four")
+    env = pjrl_envs.make("envpool:Pong-v5", num_envs=1, frame_skip=2, stack_num=1, episodic_life=True)
+    assert env.observation_space.shape == (1, 84, 84)
+    assert "envpool:Pong-v5" in pjrl_envs.list_envs("envpool")
+
+
+def test_atari_example_runs(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "envpool_atari.py"
+    spec = importlib.util.spec_from_file_location("envpool_atari", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    metrics = example.main(["--total-timesteps", "32", "--num-envs", "2", "--num-steps", "16"])
+    assert np.isfinite(metrics["loss"]) and metrics["entropy"] > 0
+    assert "step         32" in capsys.readouterr().out
