@@ -44,14 +44,15 @@ def _cmd_envs(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from pjrl_agents import runner
+    from pjrl_agents import distributed, runner
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # scale-out: before JAX starts
     module = runner.algorithm(args.algo)
     overrides = dict(_parse_setting(type(module.default_config()), s) for s in args.set)
     for flag, field in (("total_timesteps", "total_timesteps"), ("num_envs", "num_envs")):
         if getattr(args, flag) is not None:
             overrides[field] = int(getattr(args, flag))
     summary = runner.train(args.env, args.algo, overrides, args.sweep, num_seeds=args.num_seeds, seed=args.seed,
-                           out=args.out, progress=None if args.quiet else print)
+                           out=args.out, progress=None if args.quiet else print, devices=args.devices)
     brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
                                      "compile_s", "run_s", "steps_per_s", "out")}
     for m in summary.get("members", []):
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
                    help="train every value (a grid over several --sweep) in one compile")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
+    # scale-out (pjrl_agents.distributed)
+    t.add_argument("--devices", type=int, default=None,
+                   help="devices to split the seeds (or one seed's envs) over; default: all visible")
+    t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-host: address of process 0 (or 'auto' on SLURM/Open MPI/Kubernetes)")
+    t.add_argument("--num-processes", type=int, default=None, help="multi-host: processes in the run")
+    t.add_argument("--process-id", type=int, default=None, help="multi-host: this process, 0 to P-1")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("envs", help="list env names, one LIB:NAME a line")

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
+from pjrl_agents import distributed
 from pjrl_agents.common import ConfigError, numeric_fields, stack_configs
 
 ALGOS = {"ppo": "pjrl_agents.ppo", "dqn": "pjrl_agents.dqn"}
@@ -92,8 +93,12 @@ class Progress:
 
 def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep: list[str] | None = None,
           num_seeds: int = 1, seed: int = 0, out: str | os.PathLike | None = None,
-          chunks: int = 50, progress: Callable[[str], None] | None = print) -> dict:
-    """Trains `num_seeds` seeds of every sweep member; writes and returns the summary."""
+          chunks: int = 50, progress: Callable[[str], None] | None = print, devices: int | None = None) -> dict:
+    """Trains `num_seeds` seeds of every sweep member; writes and returns the summary.
+
+    `devices`: how many devices to spread the runs (or one run's envs) over; all
+    visible ones by default (pjrl_agents.distributed). Only process 0 writes.
+    """
     module = algorithm(algo)
     overrides = dict(overrides or {})
     if num_seeds < 1:
@@ -104,12 +109,15 @@ def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep
         raise ConfigError(str(e)) from None
     module.validate(config)
     members = parse_sweep(sweep or [], config)
-    env = pjrl_envs.make(env_name, num_envs=config.num_envs)
-    agent = module.Agent(config, env)
+    plan = distributed.plan(devices, config, num_seeds, len(members), module)  # scale-out: checks, no compile
+    env = pjrl_envs.make(env_name, num_envs=plan.num_envs)  # scale-out: this device's envs
+    agent = plan.agent(module, config, env)  # scale-out
     cache_dir = enable_compilation_cache()
     out = Path(out) if out else Path("runs") / f"{env_name.replace(':', '-')}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(config)), indent=2))
+    writer = distributed.is_main_process()  # scale-out: process 0 alone writes
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(config)), indent=2))
 
     # one run per (member, seed), member-major; every member sees the same seeds
     member_configs = [config.replace(**m) for m in members]
@@ -120,9 +128,10 @@ def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep
 
     num_updates = agent.num_updates
     chunk_len = max(1, -(-num_updates // chunks))
-    metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], jax.eval_shape(agent.init, keys[0], member_configs[0]))
 
     def run_chunk(state, start):
+        metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], state)
+
         def body(state, i):
             return jax.lax.cond(i < num_updates, agent.update,
                                 lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape)),
@@ -130,13 +139,16 @@ def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep
         return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
 
     t0 = time.perf_counter()
-    init = jax.jit(jax.vmap(agent.init)).lower(keys, configs).compile()
-    state_shape = jax.eval_shape(jax.vmap(agent.init), keys, configs)
-    chunk = jax.jit(jax.vmap(run_chunk, in_axes=(0, None))).lower(state_shape, 0).compile()
+    keys, configs = plan.put(keys, configs)  # scale-out: runs sharded over the mesh
+    init_fn = plan.jit(jax.vmap(agent.init), in_axes=(0, 0))  # scale-out: jax.jit on one device
+    init = init_fn.lower(keys, configs).compile()
+    state_shape = jax.eval_shape(init_fn, keys, configs)
+    chunk = plan.jit(jax.vmap(run_chunk, in_axes=(0, None)), in_axes=(0, None), metrics=True)  # scale-out
+    chunk = chunk.lower(state_shape, 0).compile()
     compile_s = time.perf_counter() - t0
 
     steps_per_update = agent.steps_per_update
-    report = Progress(config.total_timesteps) if progress else None
+    report = Progress(config.total_timesteps) if progress and writer else None
     if report and progress is not print:
         report.write = progress
     t0 = time.perf_counter()
@@ -168,8 +180,9 @@ def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep
     if sweep:
         summary["members"] = [{"overrides": m, "final_return_mean": float(f.mean()),
                                "final_return_per_seed": [float(x) for x in f]} for m, f in zip(members, finals)]
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _write_metrics_csv(out / "metrics.csv", metrics, members, num_seeds, steps_per_update)
+    if writer:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _write_metrics_csv(out / "metrics.csv", metrics, members, num_seeds, steps_per_update)
     summary["out"] = str(out)
     return summary
 
