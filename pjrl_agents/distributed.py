@@ -215,9 +215,9 @@ def plan(devices: int | None, config: Any, num_seeds: int = 1, members: int = 1,
             step = devices // math.gcd(members, devices)  # num_seeds must be a multiple of this
             lower, upper = num_seeds // step * step, (num_seeds // step + 1) * step
             fits = " or ".join(f"num_seeds={n}" for n in (lower, upper) if n > 1)
-            runs_text = f"{runs} runs ({members} sweep members x {num_seeds} seeds)" if members > 1 else \
-                f"num_seeds={num_seeds}"
-            raise ConfigError(f"{runs_text} do not divide over {devices} devices; use {fits}, "
+            runs_text = f"{runs} runs ({members} sweep members x {num_seeds} seeds) do" if members > 1 else \
+                f"num_seeds={num_seeds} does"
+            raise ConfigError(f"{runs_text} not divide over {devices} devices; use {fits}, "
                               f"or --devices {max(d for d in divisors(runs) if d <= devices)}")
         return Plan(mesh, "seeds", config.num_envs)
 
