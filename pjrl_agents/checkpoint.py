@@ -48,7 +48,8 @@ class Checkpointer:
         update = self.latest() if update is None else update
         if update is None:
             raise CheckpointError(f"no checkpoint in {self.directory}")
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+                                like)
         try:
             state = self._manager.restore(update, args=self._ocp.args.StandardRestore(abstract))
         except Exception as e:  # noqa: BLE001 - any failure means the checkpoint is unusable

@@ -44,7 +44,8 @@ def _cmd_envs(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from pjrl_agents import runner
+    from pjrl_agents import distributed, runner
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # before JAX starts
     progress = None if args.quiet else print
     if args.resume:
         summary = runner.resume(args.resume, progress=progress)
@@ -60,7 +61,8 @@ def _cmd_train(args) -> int:
             wandb = {"project": args.wandb_project, "entity": args.wandb_entity, "group": args.wandb_group}
         summary = runner.train(args.env, args.algo, overrides, args.sweep, num_seeds=args.num_seeds,
                                seed=args.seed, out=args.out, checkpoint_every=args.checkpoint_every,
-                               tensorboard=not args.no_tensorboard, wandb=wandb, progress=progress)
+                               tensorboard=not args.no_tensorboard, wandb=wandb, progress=progress,
+                               devices=args.devices)
     brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
                                      "compile_s", "run_s", "steps_per_s", "out")}
     for m in summary.get("members", []):
@@ -120,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wandb-project", default="pjrl")
     t.add_argument("--wandb-entity", default=None)
     t.add_argument("--wandb-group", default=None)
+    # scale-out (pjrl_agents.distributed)
+    t.add_argument("--devices", type=int, default=None,
+                   help="devices to split the seeds (or one seed's envs) over; default: all visible")
+    t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-host: address of process 0 (or 'auto' on SLURM/Open MPI/Kubernetes)")
+    t.add_argument("--num-processes", type=int, default=None, help="multi-host: processes in the run")
+    t.add_argument("--process-id", type=int, default=None, help="multi-host: this process, 0 to P-1")
     t.set_defaults(func=_cmd_train)
 
     v = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")

@@ -39,17 +39,22 @@ def wrap_env(env: VecEnv, normalize_obs: bool = False, normalize_reward: bool = 
     return env
 
 
-def episode_metrics(info: dict, last_return: jax.Array, last_length: jax.Array):
+def episode_metrics(info: dict, last_return: jax.Array, last_length: jax.Array, axis_name: str | None = None):
     """Mean return and length of the episodes that ended in a rollout `(T, B)`.
 
     Where none ended, the previous values carry over, so curves stay defined.
+    With `axis_name` (under `shard_map`), over the episodes of every device on it.
     Returns `(episode_return, episode_length, episodes)`, each `()`.
     """
     done = info["returned_episode"]
     count = done.sum()
+    ret_sum = jnp.where(done, info["episode_return"], 0.0).sum()
+    len_sum = jnp.where(done, info["episode_length"], 0).sum()
+    if axis_name is not None:
+        count, ret_sum, len_sum = jax.lax.psum((count, ret_sum, len_sum), axis_name)
     denom = jnp.maximum(count, 1)
-    ret = jnp.where(done, info["episode_return"], 0.0).sum() / denom
-    length = jnp.where(done, info["episode_length"], 0).sum() / denom
+    ret = ret_sum / denom
+    length = len_sum / denom
     return (jnp.where(count > 0, ret, last_return), jnp.where(count > 0, length, last_length),
             count.astype(jnp.float32))
 

@@ -205,8 +205,21 @@ def compute_gae(reward, value, next_value, terminated, truncated, gamma, gae_lam
     return advantages, advantages + value
 
 
-def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef):
-    """Clipped surrogate + clipped value loss - entropy bonus. Returns `(loss, metrics)`."""
+def normalize_advantage(advantage, axis_name=None):
+    """Zero mean, unit std over the minibatch; with `axis_name`, over every device's equal share of it."""
+    if axis_name is None:
+        return (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    mean = jax.lax.pmean(advantage.mean(), axis_name)
+    var = jax.lax.pmean(jnp.square(advantage - mean).mean(), axis_name)
+    return (advantage - mean) / (jnp.sqrt(var) + 1e-8)
+
+
+def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef, axis_name=None):
+    """Clipped surrogate + clipped value loss - entropy bonus. Returns `(loss, metrics)`.
+
+    `axis_name` (under `shard_map`) normalises advantages over the whole minibatch
+    that the devices on that mesh axis share.
+    """
     actor_out, value = apply_fn(params, batch.obs)
     log_prob = dist.log_prob(actor_out, batch.action, batch.mask)
     entropy = dist.entropy(actor_out, batch.mask).mean()
@@ -217,7 +230,7 @@ def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef):
 
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
-    adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
+    adv = normalize_advantage(batch.advantage, axis_name)
     policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
 
     loss = policy_loss + vf_coef * value_loss - ent_coef * entropy
@@ -234,11 +247,16 @@ class PPO:
     """`init(key, config) -> PPOState` and `update(state) -> (state, metrics)` for one seed.
 
     Built once per (static config, env); both are pure, so they jit, scan and vmap.
+    With `axis_name` (a `shard_map` mesh axis; see pjrl_agents.distributed) each
+    device runs this agent on its own `env` and the devices act as one agent:
+    gradients, advantage statistics and metrics are averaged over the axis, and
+    each device draws its own env and action randomness.
     """
 
-    def __init__(self, config: PPOConfig, env: VecEnv):
+    def __init__(self, config: PPOConfig, env: VecEnv, axis_name: str | None = None):
         validate(config, env)
         self.config = config
+        self.axis_name = axis_name
         self.env = wrap_env(env, config.normalize_obs, config.normalize_reward, config.gamma)
         space = env.action_space
         continuous = isinstance(space, spaces.Box)
@@ -260,7 +278,7 @@ class PPO:
         config = self.config if config is None else config
         key, net_key, reset_key = jax.random.split(key, 3)
         params = self.network.init(net_key, spaces.zeros(self.env.observation_space, (1,)))
-        env_state, ts = self.env.reset(reset_key)
+        env_state, ts = self.env.reset(self._per_device(reset_key))
         actor_out, value = self.network.apply(params, ts.obs)
         zero = jnp.zeros((), jnp.float32)
         return PPOState(params, self.optimizer.init(params), env_state, ts.obs, ts.action_mask, actor_out, value,
@@ -291,7 +309,10 @@ class PPO:
     def _minibatch_step(self, carry, batch: Batch, lr, config: PPOConfig):
         params, opt_state = carry
         grads, metrics = jax.grad(ppo_loss, has_aux=True)(
-            params, self.network.apply, self.dist, batch, config.clip_eps, config.vf_coef, config.ent_coef)
+            params, self.network.apply, self.dist, batch, config.clip_eps, config.vf_coef, config.ent_coef,
+            self.axis_name)
+        if self.axis_name is not None:  # one agent over the mesh: average every device's gradient
+            grads = jax.lax.pmean(grads, self.axis_name)
         grads, _ = optax.clip_by_global_norm(config.max_grad_norm).update(grads, optax.EmptyState())
         updates, opt_state = self.optimizer.update(grads, opt_state)
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
@@ -301,6 +322,7 @@ class PPO:
         """One rollout of `num_steps` and `update_epochs` passes of minibatch SGD over it."""
         config = state.config
         key, rollout_key, shuffle_key = jax.random.split(state.key, 3)
+        rollout_key, shuffle_key = self._per_device(rollout_key), self._per_device(shuffle_key)
 
         # COLLECT TRAJECTORIES
         state, (traj, episode) = jax.lax.scan(
@@ -327,14 +349,23 @@ class PPO:
             epoch, (state.params, state.opt_state), jax.random.split(shuffle_key, self.config.update_epochs))
 
         # METRICS: a few scalars per update
-        ep_return, ep_length, episodes = episode_metrics(episode, state.episode_return, state.episode_length)
+        ep_return, ep_length, episodes = episode_metrics(episode, state.episode_return, state.episode_length,
+                                                         self.axis_name)
         metrics = {k: v.mean() for k, v in losses.items()}
+        if self.axis_name is not None:
+            metrics = jax.lax.pmean(metrics, self.axis_name)
         metrics.update(episode_return=ep_return, episode_length=ep_length, episodes=episodes)
         # the value of the observation the next rollout starts from, under the new params
         actor_out, value = self.network.apply(params, state.obs)
         state = state._replace(params=params, opt_state=opt_state, actor_out=actor_out, value=value, key=key,
                                update=state.update + 1, episode_return=ep_return, episode_length=ep_length)
         return state, metrics
+
+    def _per_device(self, key: jax.Array) -> jax.Array:
+        """`key` itself on one device; under a mesh axis, a different key on each device."""
+        if self.axis_name is None:
+            return key
+        return jax.random.fold_in(key, jax.lax.axis_index(self.axis_name))
 
     def act(self, params, obs, mask, key=None):
         """The policy's action for a batch of observations: sampled with `key`, else the mode."""

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
+from pjrl_agents import distributed
 from pjrl_agents import logging as sinks
 from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
 from pjrl_agents.common import ConfigError, numeric_fields, stack_configs
@@ -90,6 +91,7 @@ class RunSpec:
     checkpoint_every: int = 0
     tensorboard: bool = True
     wandb: dict | None = None  # {"project", "entity", "group"} when tracking
+    devices: int | None = None  # devices to spread runs (or one run's envs) over; None: all visible
 
 
 class Run:
@@ -105,9 +107,15 @@ class Run:
         self.config = module.default_config(spec.env, **spec.overrides)
         module.validate(self.config)
         self.members = parse_sweep(spec.sweep, self.config)
-        self.env = pjrl_envs.make(spec.env, num_envs=self.config.num_envs)
-        self.agent = module.Agent(self.config, self.env)
-        self._prepare_directory()
+        # scale-out: checks and layout before anything compiles (pjrl_agents.distributed)
+        self.plan = distributed.plan(spec.devices, self.config, spec.num_seeds, len(self.members), module)
+        self.env = pjrl_envs.make(spec.env, num_envs=self.plan.num_envs)  # this device's envs
+        self.agent = self.plan.agent(module, self.config, self.env)
+        self.writer = distributed.is_main_process()  # process 0 alone writes logs and checkpoints
+        # orbax writes a sharded state from every process together; a multi-process run keeps none
+        self.checkpoints = jax.process_count() == 1
+        if self.writer:
+            self._prepare_directory()
 
     # ------------------------------------------------------------ set-up, before compiling
 
@@ -148,15 +156,19 @@ class Run:
             chunk_len = min(chunk_len, spec.checkpoint_every)
         cache_dir = enable_compilation_cache()
 
-        # COMPILE
+        # COMPILE (runs sharded over the plan's mesh; plain jit on one device)
         t0 = time.perf_counter()
-        init = jax.jit(jax.vmap(agent.init)).lower(keys, configs).compile()
-        state_shape = jax.eval_shape(jax.vmap(agent.init), keys, configs)
-        chunk = jax.jit(jax.vmap(_chunk_fn(agent, chunk_len), in_axes=(0, None))).lower(state_shape, 0).compile()
+        keys, configs = self.plan.put(keys, configs)
+        init_fn = self.plan.jit(jax.vmap(agent.init), in_axes=(0, 0))
+        init = init_fn.lower(keys, configs).compile()
+        state_shape = jax.eval_shape(init_fn, keys, configs)
+        chunk = self.plan.jit(jax.vmap(_chunk_fn(agent, chunk_len), in_axes=(0, None)), in_axes=(0, None),
+                              metrics=True).lower(state_shape, 0).compile()
         compile_s = time.perf_counter() - t0
 
         # START OR RESUME
-        checkpointer = Checkpointer(self.out)  # a final checkpoint is always written, for eval and resume
+        # a final checkpoint is always written (for eval and resume) where checkpoints are kept
+        checkpointer = Checkpointer(self.out) if self.writer and self.checkpoints else _NoCheckpoints()
         history: list[dict] = []
         if self.resume:
             start, state = checkpointer.restore(state_shape)
@@ -164,12 +176,15 @@ class Run:
             _rewrite_metrics(self.out, history)
         else:
             start, state = 0, init(keys, configs)
-        file_sink = sinks.FileSink(self.out)
-        outputs = [file_sink] + ([sinks.TensorBoardSink(self.out)] if spec.tensorboard else [])
-        if spec.wandb is not None:
+        outputs = []
+        if self.writer:
+            outputs.append(sinks.FileSink(self.out))
+            if spec.tensorboard:
+                outputs.append(sinks.TensorBoardSink(self.out))
+        if spec.wandb is not None and self.writer:
             outputs.append(sinks.WandbSink(self.out, _jsonable(dataclasses.asdict(spec)), name=self.out.name,
                                            resume_id=self.out.name if self.resume else None, **spec.wandb))
-        console = sinks.Console(num_updates * agent.steps_per_update, progress) if progress else None
+        console = sinks.Console(num_updates * agent.steps_per_update, progress) if progress and self.writer else None
 
         # TRAIN, chunk by chunk; SIGINT/SIGTERM stop after the chunk in flight
         stop = _StopFlag()
@@ -207,7 +222,8 @@ class Run:
             checkpointer.close()
 
         summary = self._summary(history, done, compile_s, run_s, start, cache_dir, status)
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.writer:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         if status == "interrupted":
             raise KeyboardInterrupt(f"stopped at update {done}/{num_updates}; resume with --resume {self.out}")
         return {**summary, "out": str(self.out)}
@@ -236,6 +252,16 @@ class Run:
                                    "final_return_per_seed": [float(x) for x in f]}
                                   for m, f in zip(self.members, finals)]
         return summary
+
+
+class _NoCheckpoints:
+    """Stands in for the Checkpointer in processes that do not write."""
+
+    def save(self, update, state):
+        pass
+
+    def close(self):
+        pass
 
 
 def _chunk_fn(agent, chunk_len: int):
@@ -293,10 +319,14 @@ def default_out(env: str, algo: str) -> Path:
 def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep: list[str] | None = None,
           num_seeds: int = 1, seed: int = 0, out: str | os.PathLike | None = None, chunks: int = 50,
           checkpoint_every: int = 0, tensorboard: bool = True, wandb: dict | None = None,
-          progress: Callable[[str], None] | None = print) -> dict:
-    """Trains `num_seeds` seeds of every sweep member; writes the run directory and returns the summary."""
+          progress: Callable[[str], None] | None = print, devices: int | None = None) -> dict:
+    """Trains `num_seeds` seeds of every sweep member; writes the run directory and returns the summary.
+
+    `devices`: how many devices to spread the runs (or one run's envs) over; all
+    visible ones by default (pjrl_agents.distributed). Only process 0 writes.
+    """
     spec = RunSpec(env_name, algo, dict(overrides or {}), list(sweep or []), num_seeds, seed, chunks,
-                   checkpoint_every, tensorboard, wandb)
+                   checkpoint_every, tensorboard, wandb, devices)
     try:
         run = Run(spec, Path(out) if out else default_out(env_name, algo))
     except TypeError as e:

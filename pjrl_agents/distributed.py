@@ -1,0 +1,245 @@
+"""One training run over many devices and hosts, with JAX's own sharding.
+
+    plan = distributed.plan(devices=4, runs=8, config=config, algo="ppo")
+    env = pjrl_envs.make(name, num_envs=plan.num_envs)    # this device's envs
+    agent = plan.agent(module, config, env)
+    keys, configs = plan.put(keys, configs)
+    init = plan.jit(jax.vmap(agent.init), in_axes=(0, 0))
+
+Devices form a 1-D mesh with one axis, `AXIS`. Two layouts, picked by the run count:
+
+* seeds: with R runs (seeds x sweep members) on D devices, each device trains
+  R/D of them, each a whole agent; nothing crosses devices but the metrics.
+  Needs R divisible by D. Per-seed results equal those on one device.
+* envs: one run (R = 1) splits its `num_envs` over the D devices. Every device
+  steps num_envs/D envs and keeps a copy of the one agent; the gradient of every
+  minibatch, the advantage normalisation and the metrics are averaged over the
+  mesh, so the copies stay equal: one agent trained on the whole batch.
+  Its state gains a leading device axis (D, ...); every row holds the same
+  params, and row d the env state of device d. Running statistics of
+  `normalize_obs` / `normalize_reward` stay per device.
+
+Both run as `jax.shard_map` inside `jax.jit`, the state sharded over the mesh
+between chunks. With one device the plan is the identity: plain `jax.jit`,
+no mesh, the single-device program exactly.
+
+Several hosts: call `initialize` (or pass `--coordinator HOST:PORT
+--num-processes P --process-id I` to `pjrl train`) in every process before
+anything else touches JAX; every process then runs the same program over the
+mesh of all processes' devices, and `is_main_process()` gates writing.
+
+Host envs (envpool) step on the host through callbacks, so their pool lives in
+the process that steps it: a sharded run with a host env uses one device per
+process (one pool per process, each holding its share of seeds or envs).
+More than one device in a process with a host env is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from pjrl_agents.common import ConfigError, divisors
+
+AXIS = "devices"
+"""Name of the mesh axis; agents take it as `axis_name` to average over devices."""
+
+
+# ---------------------------------------------------------------- processes
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> bool:
+    """Joins a multi-process run with `jax.distributed.initialize`; returns whether one was joined.
+
+    Arguments left out come from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+    JAX_PROCESS_ID; `coordinator="auto"` leaves all three to JAX's cluster
+    detection (SLURM, Open MPI, Kubernetes, Cloud TPU). With none of them set
+    this is a single-process run and nothing happens. Must run before JAX
+    touches a device.
+    """
+    env = os.environ
+    coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS")
+    num_processes = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
+    if coordinator is None and num_processes is None and process_id is None:
+        return False
+    if jax.distributed.is_initialized():
+        return True
+    if coordinator == "auto":
+        coordinator = None
+    else:
+        if coordinator is None:
+            raise ConfigError("--num-processes/--process-id need --coordinator HOST:PORT "
+                              "(the address of process 0), or --coordinator auto on a managed cluster")
+        host, sep, port = coordinator.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"--coordinator {coordinator!r}: write HOST:PORT, e.g. 10.0.0.1:1234")
+        if num_processes is None or process_id is None:
+            raise ConfigError("--coordinator needs --num-processes P and --process-id I "
+                              "(or JAX_NUM_PROCESSES and JAX_PROCESS_ID)")
+    if num_processes is not None and num_processes < 1:
+        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}")
+    if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
+        raise ConfigError(f"--process-id {process_id}: use 0 to {num_processes - 1} for {num_processes} processes")
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    except RuntimeError as e:
+        raise ConfigError(f"jax.distributed.initialize failed: {str(e).splitlines()[0]}") from None
+    return True
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+
+
+def is_main_process() -> bool:
+    """True in process 0 (and in every single-process run): the one that writes logs and checkpoints."""
+    return jax.process_index() == 0
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How one run is laid out over devices. Build it with `plan(...)`."""
+
+    mesh: Mesh | None
+    """1-D mesh over the devices used; None on one device"""
+    layout: str
+    """'single' (one device), 'seeds' (runs split) or 'envs' (one run's envs split)"""
+    num_envs: int
+    """envs each device steps (the whole `num_envs` unless the layout is 'envs')"""
+
+    @property
+    def num_devices(self) -> int:
+        return 1 if self.mesh is None else self.mesh.size
+
+    def agent(self, module, config, env):
+        """`module.Agent` for this device's share; in the 'envs' layout it averages over the mesh."""
+        if self.mesh is not None and _uses_host_callbacks(env):
+            local = len([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()])
+            if local > 1:
+                raise ConfigError(
+                    f"this env steps on the host (one pool per process), so a process can drive one device, "
+                    f"not {local}: run one process per device (--devices {self.num_devices // local} here), "
+                    f"or use --devices 1")
+        if self.layout != "envs":
+            return module.Agent(config, env)
+        d = self.num_devices
+        local = config.replace(num_envs=config.num_envs // d, total_timesteps=config.total_timesteps // d)
+        agent = module.Agent(local, env, axis_name=AXIS)
+        agent.steps_per_update = config.batch_size  # progress and summaries count every device's envs
+        return agent
+
+    def put(self, *trees):
+        """Places per-run inputs `(runs, ...)` on the mesh (tiled to `(D, ...)` in the 'envs' layout)."""
+        if self.mesh is None:
+            return trees if len(trees) > 1 else trees[0]
+        sharding = NamedSharding(self.mesh, P(AXIS))
+        d = self.num_devices
+
+        def place(x):
+            x = np.asarray(x)
+            if self.layout == "envs":
+                x = np.repeat(x, d, axis=0)
+            return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+        placed = tuple(jax.tree.map(place, t) for t in trees)
+        return placed if len(placed) > 1 else placed[0]
+
+    def jit(self, fn: Callable, in_axes: tuple, metrics: bool = False):
+        """`jax.jit(fn)`, with `fn` run per device under `shard_map` when there is a mesh.
+
+        `fn` maps per-run arrays (leading axis) to per-run arrays, e.g.
+        `jax.vmap(agent.init)`. `in_axes[i]` is 0 for an argument with the run
+        axis (sharded over devices) and None for one every device gets whole.
+        With `metrics`, `fn` returns `(state, metrics)` and the metrics come back
+        whole on every process (`(runs, ...)`), ready for `jax.device_get`.
+        """
+        if self.mesh is None:
+            return jax.jit(fn)
+        mesh, split, whole = self.mesh, P(AXIS), P()
+        in_specs = tuple(split if a == 0 else whole for a in in_axes)
+        if metrics:
+            # 'envs': every device holds the same metrics (averaged over the mesh); take them as they are
+            out_specs = (split, whole if self.layout == "envs" else split)
+            out_shardings = (NamedSharding(mesh, split), NamedSharding(mesh, whole))
+        else:
+            out_specs, out_shardings = split, NamedSharding(mesh, split)
+        mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+        return jax.jit(mapped, in_shardings=tuple(NamedSharding(mesh, s) for s in in_specs),
+                       out_shardings=out_shardings)
+
+
+def plan(devices: int | None, config: Any, num_seeds: int = 1, members: int = 1, module: Any = None) -> Plan:
+    """Lays `members x num_seeds` runs of `config` over `devices`; raises ConfigError before anything compiles.
+
+    `devices=None` uses every device of the default backend (every process's
+    devices in a multi-process run). Several runs split over the devices when
+    they divide; one run splits its `num_envs` (which needs an agent whose
+    `Agent` takes `axis_name`, found in `module`).
+    """
+    visible = jax.devices()
+    if devices is None:
+        devices = len(visible)
+    if devices < 1:
+        raise ConfigError(f"--devices must be >= 1, got {devices}")
+    if devices > len(visible):
+        kind = visible[0].platform
+        raise ConfigError(f"--devices {devices}: only {len(visible)} {kind} device"
+                          f"{'s are' if len(visible) > 1 else ' is'} visible; use --devices {len(visible)} or fewer")
+    if jax.process_count() > 1 and devices != len(visible):
+        raise ConfigError(f"--devices {devices}: a run over {jax.process_count()} processes uses all "
+                          f"{len(visible)} of their devices; leave --devices out")
+    if devices == 1:
+        return Plan(None, "single", config.num_envs)
+    mesh = Mesh(np.asarray(visible[:devices]), (AXIS,))
+    runs = members * num_seeds
+    if runs > 1:
+        if runs % devices:
+            step = devices // math.gcd(members, devices)  # num_seeds must be a multiple of this
+            lower, upper = num_seeds // step * step, (num_seeds // step + 1) * step
+            fits = " or ".join(f"num_seeds={n}" for n in (lower, upper) if n > 1)
+            runs_text = f"{runs} runs ({members} sweep members x {num_seeds} seeds) do" if members > 1 else \
+                f"num_seeds={num_seeds} does"
+            raise ConfigError(f"{runs_text} not divide over {devices} devices; use {fits}, "
+                              f"or --devices {max(d for d in divisors(runs) if d <= devices)}")
+        return Plan(mesh, "seeds", config.num_envs)
+
+    # one run: split its envs; every device needs whole minibatches
+    name = getattr(module, "__name__", "this algorithm").rsplit(".", 1)[-1]
+    if module is not None and "axis_name" not in inspect.signature(module.Agent).parameters:
+        raise ConfigError(f"{name} cannot split one seed's envs over devices; use --num-seeds {devices} "
+                          f"(seeds split over devices) or --devices 1")
+    n = config.num_envs
+    if n % devices:
+        lower, upper = n // devices * devices, (n // devices + 1) * devices
+        fits = " or ".join(f"num_envs={k}" for k in (lower, upper) if k > 0)
+        raise ConfigError(f"num_envs={n} does not divide over {devices} devices (one seed splits its envs); "
+                          f"use {fits}")
+    local_batch = n // devices * config.num_steps
+    if local_batch % config.num_minibatches:
+        ok = [k for k in divisors(local_batch) if k <= 64]
+        raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide each device's batch "
+                          f"(num_envs/{devices} x num_steps = {local_batch}); use one of {ok}")
+    return Plan(mesh, "envs", n // devices)
+
+
+def _uses_host_callbacks(env) -> bool:
+    """Whether `env.reset` calls back into the host (a host env such as envpool)."""
+    return "callback" in str(jax.make_jaxpr(env.reset)(jax.random.PRNGKey(0)))

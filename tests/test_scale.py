@@ -1,0 +1,204 @@
+"""Scale-out: seeds and one seed's envs over 4 fake CPU devices, two processes, early errors.
+
+The device count is fixed when JAX starts, so runs on several devices happen in
+subprocesses started with XLA_FLAGS=--xla_force_host_platform_device_count.
+"""
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pjrl_agents import cli, ppo
+from pjrl_agents.common import episode_metrics
+from pjrl_agents.distributions import Categorical
+from pjrl_agents.networks import ActorCritic
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("scale")
+
+
+# These runs are tiny, so compiling dominates: skip XLA's costliest CPU code optimisations.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def _env(devices: int) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}",
+               JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+# Runs in a subprocess that sees 4 CPU devices; prints one JSON line.
+FOUR_DEVICES = r"""
+import json, sys
+from pjrl_agents import runner
+from pjrl_agents.common import ConfigError
+out = sys.argv[1]
+res = {"errors": {}}
+
+def error(name, **kw):
+    try:
+        runner.train("gymnax:CartPole-v1", out=f"{out}/bad", progress=None, **kw)
+    except ConfigError as e:
+        res["errors"][name] = str(e)
+
+error("seeds", num_seeds=3, devices=4)
+error("members", num_seeds=3, sweep=["lr=1e-3,1e-4"], devices=4)
+error("envs", num_seeds=1, overrides=dict(num_envs=6), devices=4)
+error("minibatches", num_seeds=1, overrides=dict(num_envs=8, num_steps=3, num_minibatches=4), devices=4)
+error("too_many", devices=5)
+
+small = dict(total_timesteps=4 * 64 * 8, num_envs=4, num_steps=64)  # 8 updates
+for d in (4, 1):
+    runner.train("gymnax:CartPole-v1", overrides=small, num_seeds=4, seed=7, out=f"{out}/seeds_on_{d}",
+                 progress=None, devices=d)
+s = runner.train("gymnax:CartPole-v1", overrides=dict(total_timesteps=98304, num_envs=64, num_steps=32, lr=3e-3),
+                 num_seeds=1, out=f"{out}/envs_on_4", progress=None, devices=4, chunks=8)
+res["learned"] = {k: s[k] for k in ("final_return_mean", "total_timesteps", "num_updates")}
+print(json.dumps(res))
+"""
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("four_devices")
+    res = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(out)], env=_env(4), cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _curves(run_dir: Path) -> dict:
+    """metrics.csv -> {name: (seeds, updates)}."""
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    seeds = 1 + max(int(r["seed"]) for r in rows)
+    return {k: np.array([float(r[k]) for r in rows]).reshape(seeds, -1)
+            for k in ("episode_return", "loss", "entropy")}
+
+
+def test_seeds_sharded_over_four_devices_equal_one_device(four_devices):
+    out, _ = four_devices
+    sharded, single = _curves(out / "seeds_on_4"), _curves(out / "seeds_on_1")
+    assert sharded["episode_return"].shape == (4, 8)
+    for k in sharded:
+        np.testing.assert_allclose(sharded[k], single[k], rtol=1e-4, atol=1e-4, err_msg=k)
+    # the seeds really are different runs, with episodes that ended
+    returns = sharded["episode_return"][:, -1]
+    assert len(set(np.round(returns, 3))) == 4 and returns.min() > 5, returns
+    assert json.loads((out / "seeds_on_4" / "summary.json").read_text())["total_timesteps"] == 4 * 64 * 8
+
+
+def test_one_seed_with_envs_split_over_four_devices_learns(four_devices):
+    _, res = four_devices
+    learned = res["learned"]
+    assert learned["total_timesteps"] == 98304 and learned["num_updates"] == 98304 // (64 * 32)
+    # a random policy averages about 22 steps on CartPole
+    assert learned["final_return_mean"] > 120, learned
+
+
+def test_counts_that_do_not_divide_are_refused_before_compiling(four_devices):
+    _, res = four_devices
+    errors = res["errors"]
+    assert set(errors) == {"seeds", "members", "envs", "minibatches", "too_many"}, errors
+    assert all("\n" not in e for e in errors.values())
+    assert "num_seeds=3" in errors["seeds"] and "num_seeds=4" in errors["seeds"]
+    assert "6 runs" in errors["members"] and "num_seeds=2 or num_seeds=4" in errors["members"]
+    assert "num_envs=6" in errors["envs"] and "num_envs=4 or num_envs=8" in errors["envs"]
+    assert "num_minibatches=4" in errors["minibatches"]
+    assert "only 4 cpu devices" in errors["too_many"]
+
+
+def test_two_processes_train_one_agent_and_only_process_0_writes(tmp_path):
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    args = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--total-timesteps", "2048",
+            "--num-envs", "8", "--set", "num_steps=32", "--quiet"]
+    procs = []
+    for i in range(2):
+        (tmp_path / f"p{i}").mkdir()
+        procs.append(subprocess.Popen([sys.executable, "-m", "pjrl_agents.cli", "train", *args, "--process-id", str(i)],
+                                      cwd=tmp_path / f"p{i}", env=_env(1), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (stdout, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+    summaries = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outs]
+    # one seed, its 8 envs split over the two processes' devices: both hold the same agent and metrics
+    assert summaries[0]["final_return_mean"] == summaries[1]["final_return_mean"]
+    assert summaries[0]["total_timesteps"] == 2048
+    written = list((tmp_path / "p0" / "runs").iterdir())
+    assert len(written) == 1 and (written[0] / "summary.json").exists() and (written[0] / "metrics.csv").exists()
+    assert not (tmp_path / "p1" / "runs").exists()
+
+
+# ---------------------------------------------------------------- in this process, no extra devices
+
+
+def test_gradient_averaged_over_shards_is_the_whole_minibatch_gradient():
+    """Four equal shards, advantages normalised over all of them, gradients pmean'd: the whole batch's gradient."""
+    n = 32
+    net = ActorCritic(3, (8,), "tanh", False)
+    grad = jax.grad(ppo.ppo_loss, has_aux=True)
+
+    def per_shard(batch, params, axis_name):
+        g, _ = grad(params, net.apply, Categorical, batch, 0.2, 0.5, 0.01, axis_name)
+        return jax.lax.pmean(g, "d")
+
+    @jax.jit  # one compile for all of it
+    def gradients(key):
+        k_obs, k_act, k_net, k_adv, k_lp, k_v = jax.random.split(key, 6)
+        obs = jax.random.normal(k_obs, (n, 5))
+        params = net.init(k_net, obs)
+        batch = ppo.Batch(obs=obs, mask=jnp.ones((n, 3), bool), action=jax.random.randint(k_act, (n,), 0, 3),
+                          log_prob=jnp.log(jax.random.uniform(k_lp, (n,), minval=0.1, maxval=0.6)),
+                          value=jax.random.normal(k_v, (n,)), advantage=3.0 + 2.0 * jax.random.normal(k_adv, (n,)),
+                          target=jax.random.normal(k_v, (n,)) + 1.0)
+        whole, _ = grad(params, net.apply, Categorical, batch, 0.2, 0.5, 0.01)
+        shards = jax.tree.map(lambda x: x.reshape((4, n // 4) + x.shape[1:]), batch)
+        shared_stats = jax.vmap(per_shard, in_axes=(0, None, None), axis_name="d")(shards, params, "d")
+        local_stats = jax.vmap(per_shard, in_axes=(0, None, None), axis_name="d")(shards, params, None)
+        return whole, shared_stats, local_stats
+
+    whole, shared_stats, local_stats = gradients(jax.random.PRNGKey(0))
+    for a, b in zip(jax.tree.leaves(shared_stats), jax.tree.leaves(whole)):
+        for row in range(4):
+            np.testing.assert_allclose(a[row], b, rtol=1e-4, atol=1e-6)
+    # without the shared advantage statistics the shards would not add up to it
+    assert not all(np.allclose(a[0], b, rtol=1e-4, atol=1e-6)
+                   for a, b in zip(jax.tree.leaves(local_stats), jax.tree.leaves(whole)))
+
+
+def test_episode_metrics_over_shards_count_every_episode():
+    # shard 0: episodes of return 10 and 20 end; shard 1: one of return 60; shard 2: none
+    done = jnp.array([[[True, True]], [[True, False]], [[False, False]]])  # (shards, T=1, B=2)
+    ret = jnp.array([[[10.0, 20.0]], [[60.0, 99.0]], [[99.0, 99.0]]])
+    info = {"returned_episode": done, "episode_return": ret, "episode_length": jnp.full((3, 1, 2), 5)}
+    r, length, count = jax.jit(jax.vmap(lambda i: episode_metrics(i, 0.0, 0.0, "d"), axis_name="d"))(info)
+    np.testing.assert_allclose(r, [30.0] * 3)  # (10 + 20 + 60) / 3, on every shard
+    np.testing.assert_allclose(count, [3.0] * 3)
+    np.testing.assert_allclose(length, [5.0] * 3)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--devices", "99"], ["--devices 99", "visible"]),
+    (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], ["HOST:PORT"]),
+    (["--coordinator", "localhost:1", "--num-processes", "2", "--process-id", "2"], ["--process-id 2", "0 to 1"]),
+    (["--num-processes", "2", "--process-id", "0"], ["--coordinator"]),
+])
+def test_bad_device_and_process_flags_are_one_line(argv, words, capsys, tmp_path):
+    assert cli.main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
