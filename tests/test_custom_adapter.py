@@ -1,6 +1,7 @@
 """The worked example of docs/writing-an-adapter.md: registered in-process, checked, and trained by name."""
 import importlib
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -13,7 +14,13 @@ from pjrl_agents import cli
 from pjrl_envs import registry
 from pjrl_envs.testing import EnvCheckError, check_env
 
-PACKAGE = Path(__file__).resolve().parents[1] / "examples" / "custom_adapter"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "examples" / "custom_adapter"
+GUIDE = ROOT / "docs" / "writing-an-adapter.md"
+
+
+def _guide_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", GUIDE.read_text(), re.S)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +56,15 @@ def test_check_env_reports_each_problem(corridor):
             return ts._replace(reward=jnp.asarray(reward, jnp.int32), obs=ts.obs * pos)
 
     with pytest.raises(EnvCheckError) as err:
-        check_env(BrokenCorridor(length=12, slip=0.1), num_steps=20)
-    problems = err.value.problems
-    assert "reset: reward dtype int32, expected float32" in problems
-    assert any(p.startswith("step 1 obs: values outside Box(low=0.0, high=1.0, shape=(12,)") for p in problems)
+        check_env(BrokenCorridor(length=12, slip=0.1))
+    # exactly the output the guide shows
+    shown = [b for b in _guide_blocks("text") if "EnvCheckError" in b][0].strip().splitlines()
+    assert shown[0] == f"pjrl_envs.testing.EnvCheckError: {str(err.value).splitlines()[0]}"
+    assert [f"  - {p}" for p in err.value.problems] == shown[1:]
+
+def test_guide_shows_the_package_code():
+    code = _guide_blocks("python")[0]
+    assert code in (PACKAGE / "pjrl_corridor" / "__init__.py").read_text()
 
 
 def test_bad_option_names_the_options(corridor):
