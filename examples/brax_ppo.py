@@ -3,12 +3,14 @@
     python examples/brax_ppo.py                                   # halfcheetah, sized for a GPU
     python examples/brax_ppo.py --env brax:inverted_double_pendulum --total-timesteps 200000 --num-envs 32
 
-The second line learns on a laptop CPU in a few minutes (return in the thousands; random is ~130).
+The second line learns on a 2-core CPU in about 30 s, compile included (deterministic return
+~4800 after 200k steps; random ~130).
 """
 import argparse
 import time
 
 import jax
+import numpy as np
 
 import pjrl_envs
 from pjrl_agents import ppo
@@ -41,9 +43,10 @@ def main(argv=None):
     start = time.perf_counter()
     state, metrics = jax.block_until_ready(train(jax.random.PRNGKey(args.seed)))
     seconds = time.perf_counter() - start
-    curve = metrics["episode_return"]
+    curve, ended = np.asarray(metrics["episode_return"]), np.cumsum(metrics["episodes"]) > 0
     for i in range(0, len(curve), max(1, len(curve) // 10)):
-        print(f"step {(i + 1) * config.batch_size:>10d}  episode_return {float(curve[i]):9.1f}")
+        shown = f"{curve[i]:9.1f}" if ended[i] else "  (no episode has ended yet)"
+        print(f"step {(i + 1) * config.batch_size:>10d}  episode_return {shown}")
     result = evaluate(agent, state.params, state.env_state, jax.random.PRNGKey(args.seed + 1), episodes=4)
     print(f"{args.env}: {config.total_timesteps} steps in {seconds:.0f} s (compile included); "
           f"deterministic policy return {result['return_mean']:.1f} over {result['episodes']} episodes")

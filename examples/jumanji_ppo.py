@@ -1,9 +1,10 @@
 """PPO on Jumanji's Game2048-v1: a pytree observation (board + action mask) and masked moves.
 
-    python examples/jumanji_ppo.py                            # 1M steps: score ~3900, random ~1100
-    python examples/jumanji_ppo.py --total-timesteps 200000
+    python examples/jumanji_ppo.py                            # 1M steps
+    python examples/jumanji_ppo.py --total-timesteps 200000   # about a minute on 2 CPU cores
 
-Prints the trained policy's score next to a uniformly random (legal) policy's.
+Prints the trained policy's score next to a uniformly random (legal) policy's: after 200k
+steps the sampled policy scores ~2300 against ~700 for the random one (32 episodes each).
 """
 import argparse
 

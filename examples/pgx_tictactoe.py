@@ -1,10 +1,12 @@
 """Masked PPO learns tic-tac-toe against pgx's random opponent, then plays it and counts outcomes.
 
-    python examples/pgx_tictactoe.py                          # 500k steps: mean return ~0.86
+    python examples/pgx_tictactoe.py                          # 500k steps, about a minute on 2 CPU cores
     python examples/pgx_tictactoe.py --total-timesteps 100000
 
 The adapter seats the learner at random each game and plays the opponent's moves inside
 `step`; the reward is the learner's (win 1, draw 0, loss -1) and illegal moves are masked out.
+At the default 500k steps the greedy policy wins ~91%, draws ~4% and loses ~5% of 1000 games
+(mean return 0.87) and never picks an illegal move.
 """
 import argparse
 
