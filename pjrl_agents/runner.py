@@ -140,11 +140,11 @@ def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep
 
     t0 = time.perf_counter()
     keys, configs = plan.put(keys, configs)  # scale-out: runs sharded over the mesh
-    init_fn = plan.jit(jax.vmap(agent.init), in_axes=(0, 0))  # scale-out: jax.jit on one device
+    # scale-out: on one device these are jax.jit(jax.vmap(fn, in_axes)); on a mesh, shard_map'd per device
+    init_fn = plan.jit(agent.init, in_axes=(0, 0), one_run_at_a_time=True)
     init = init_fn.lower(keys, configs).compile()
     state_shape = jax.eval_shape(init_fn, keys, configs)
-    chunk = plan.jit(jax.vmap(run_chunk, in_axes=(0, None)), in_axes=(0, None), metrics=True)  # scale-out
-    chunk = chunk.lower(state_shape, 0).compile()
+    chunk = plan.jit(run_chunk, in_axes=(0, None), metrics=True).lower(state_shape, 0).compile()
     compile_s = time.perf_counter() - t0
 
     steps_per_update = agent.steps_per_update
