@@ -1,10 +1,11 @@
 """One training run over many devices and hosts, with JAX's own sharding.
 
-    plan = distributed.plan(devices=4, runs=8, config=config, algo="ppo")
-    env = pjrl_envs.make(name, num_envs=plan.num_envs)    # this device's envs
-    agent = plan.agent(module, config, env)
-    keys, configs = plan.put(keys, configs)
-    init = plan.jit(jax.vmap(agent.init), in_axes=(0, 0))
+    plan = distributed.plan(4, config, num_seeds=8, module=ppo)  # checks counts, compiles nothing
+    env = pjrl_envs.make(name, num_envs=plan.num_envs)           # this device's envs
+    agent = plan.agent(ppo, config, env)
+    keys, configs = plan.put(keys, configs)                      # (runs, ...) onto the mesh
+    init = plan.jit(agent.init, in_axes=(0, 0), one_run_at_a_time=True)
+    state = init(keys, configs)                                  # sharded over the 4 devices
 
 Devices form a 1-D mesh with one axis, `AXIS`. Two layouts, picked by the run count:
 
@@ -14,7 +15,8 @@ Devices form a 1-D mesh with one axis, `AXIS`. Two layouts, picked by the run co
 * envs: one run (R = 1) splits its `num_envs` over the D devices. Every device
   steps num_envs/D envs and keeps a copy of the one agent; the gradient of every
   minibatch, the advantage normalisation and the metrics are averaged over the
-  mesh, so the copies stay equal: one agent trained on the whole batch.
+  mesh, so the copies stay equal: one agent trained on the whole batch (each
+  minibatch an equal random share of every device's rollout).
   Its state gains a leading device axis (D, ...); every row holds the same
   params, and row d the env state of device d. Running statistics of
   `normalize_obs` / `normalize_reward` stay per device.
@@ -42,7 +44,6 @@ import os
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -135,9 +136,9 @@ class Plan:
             local = len([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()])
             if local > 1:
                 raise ConfigError(
-                    f"this env steps on the host (one pool per process), so a process can drive one device, "
-                    f"not {local}: run one process per device (--devices {self.num_devices // local} here), "
-                    f"or use --devices 1")
+                    f"this env steps on the host, one pool per process, so each process drives one device, "
+                    f"not {local}: use --devices 1, or start one process per device "
+                    f"(--coordinator HOST:PORT --num-processes P --process-id I)")
         if self.layout != "envs":
             return module.Agent(config, env)
         d = self.num_devices
@@ -162,17 +163,21 @@ class Plan:
         placed = tuple(jax.tree.map(place, t) for t in trees)
         return placed if len(placed) > 1 else placed[0]
 
-    def jit(self, fn: Callable, in_axes: tuple, metrics: bool = False):
-        """`jax.jit(fn)`, with `fn` run per device under `shard_map` when there is a mesh.
+    def jit(self, fn: Callable, in_axes: tuple, metrics: bool = False, one_run_at_a_time: bool = False):
+        """`jax.jit(jax.vmap(fn, in_axes))`, run per device under `shard_map` when there is a mesh.
 
-        `fn` maps per-run arrays (leading axis) to per-run arrays, e.g.
-        `jax.vmap(agent.init)`. `in_axes[i]` is 0 for an argument with the run
-        axis (sharded over devices) and None for one every device gets whole.
+        `fn` works on one run. `in_axes[i]` is 0 for an argument with a leading
+        run axis (split over the devices) and None for one every run shares.
         With `metrics`, `fn` returns `(state, metrics)` and the metrics come back
         whole on every process (`(runs, ...)`), ready for `jax.device_get`.
+        `one_run_at_a_time`: on a mesh, each device loops over its runs
+        (`lax.map`) instead of vmapping them. Meant for init: batched LAPACK
+        calls (orthogonal weight init) on several CPU devices at once can
+        deadlock XLA's CPU thread pool, and init is cheap either way.
         """
         if self.mesh is None:
-            return jax.jit(fn)
+            return jax.jit(jax.vmap(fn, in_axes=in_axes))
+        batched = _loop(fn, in_axes) if one_run_at_a_time else jax.vmap(fn, in_axes=in_axes)
         mesh, split, whole = self.mesh, P(AXIS), P()
         in_specs = tuple(split if a == 0 else whole for a in in_axes)
         if metrics:
@@ -181,9 +186,21 @@ class Plan:
             out_shardings = (NamedSharding(mesh, split), NamedSharding(mesh, whole))
         else:
             out_specs, out_shardings = split, NamedSharding(mesh, split)
-        mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+        mapped = jax.shard_map(batched, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
         return jax.jit(mapped, in_shardings=tuple(NamedSharding(mesh, s) for s in in_specs),
                        out_shardings=out_shardings)
+
+
+def _loop(fn: Callable, in_axes: tuple) -> Callable:
+    """Like `jax.vmap(fn, in_axes)` (axes 0 or None only), but one run after another with `lax.map`."""
+
+    def looped(*args):
+        def one(run_args):
+            it = iter(run_args)
+            return fn(*(next(it) if a == 0 else x for x, a in zip(args, in_axes)))
+        return jax.lax.map(one, tuple(x for x, a in zip(args, in_axes) if a == 0))
+
+    return looped
 
 
 def plan(devices: int | None, config: Any, num_seeds: int = 1, members: int = 1, module: Any = None) -> Plan:

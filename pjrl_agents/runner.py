@@ -159,10 +159,10 @@ class Run:
         # COMPILE (runs sharded over the plan's mesh; plain jit on one device)
         t0 = time.perf_counter()
         keys, configs = self.plan.put(keys, configs)
-        init_fn = self.plan.jit(jax.vmap(agent.init), in_axes=(0, 0))
+        init_fn = self.plan.jit(agent.init, in_axes=(0, 0), one_run_at_a_time=True)
         init = init_fn.lower(keys, configs).compile()
         state_shape = jax.eval_shape(init_fn, keys, configs)
-        chunk = self.plan.jit(jax.vmap(_chunk_fn(agent, chunk_len), in_axes=(0, None)), in_axes=(0, None),
+        chunk = self.plan.jit(_chunk_fn(agent, chunk_len), in_axes=(0, None),
                               metrics=True).lower(state_shape, 0).compile()
         compile_s = time.perf_counter() - t0
 

@@ -56,8 +56,23 @@ error("envs", num_seeds=1, overrides=dict(num_envs=6), devices=4)
 error("minibatches", num_seeds=1, overrides=dict(num_envs=8, num_steps=3, num_minibatches=4), devices=4)
 error("too_many", devices=5)
 
+# a host env (stepped through callbacks, as envpool is) gets one device per process
+import jax, pjrl_envs
+from pjrl_agents import distributed, ppo
+
+class HostEnv(type(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4))):
+    def reset(self, key):
+        key = jax.pure_callback(lambda k: k, jax.ShapeDtypeStruct(key.shape, key.dtype), key)
+        return super().reset(key)
+
+host = HostEnv(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4).env, 4)
+try:
+    distributed.plan(4, ppo.PPOConfig(), num_seeds=4, module=ppo).agent(ppo, ppo.PPOConfig(), host)
+except ConfigError as e:
+    res["errors"]["host_env"] = str(e)
+
 small = dict(total_timesteps=4 * 64 * 8, num_envs=4, num_steps=64)  # 8 updates
-for d in (4, 1):
+for d in (4, 2, 1):  # one and two seeds per device
     runner.train("gymnax:CartPole-v1", overrides=small, num_seeds=4, seed=7, out=f"{out}/seeds_on_{d}",
                  progress=None, devices=d)
 s = runner.train("gymnax:CartPole-v1", overrides=dict(total_timesteps=98304, num_envs=64, num_steps=32, lr=3e-3),
@@ -84,16 +99,17 @@ def _curves(run_dir: Path) -> dict:
             for k in ("episode_return", "loss", "entropy")}
 
 
-def test_seeds_sharded_over_four_devices_equal_one_device(four_devices):
+@pytest.mark.parametrize("devices", [4, 2])
+def test_seeds_sharded_over_devices_equal_one_device(four_devices, devices):
     out, _ = four_devices
-    sharded, single = _curves(out / "seeds_on_4"), _curves(out / "seeds_on_1")
+    sharded, single = _curves(out / f"seeds_on_{devices}"), _curves(out / "seeds_on_1")
     assert sharded["episode_return"].shape == (4, 8)
     for k in sharded:
         np.testing.assert_allclose(sharded[k], single[k], rtol=1e-4, atol=1e-4, err_msg=k)
     # the seeds really are different runs, with episodes that ended
     returns = sharded["episode_return"][:, -1]
     assert len(set(np.round(returns, 3))) == 4 and returns.min() > 5, returns
-    assert json.loads((out / "seeds_on_4" / "summary.json").read_text())["total_timesteps"] == 4 * 64 * 8
+    assert json.loads((out / f"seeds_on_{devices}" / "summary.json").read_text())["total_timesteps"] == 4 * 64 * 8
 
 
 def test_one_seed_with_envs_split_over_four_devices_learns(four_devices):
@@ -107,13 +123,14 @@ def test_one_seed_with_envs_split_over_four_devices_learns(four_devices):
 def test_counts_that_do_not_divide_are_refused_before_compiling(four_devices):
     _, res = four_devices
     errors = res["errors"]
-    assert set(errors) == {"seeds", "members", "envs", "minibatches", "too_many"}, errors
+    assert set(errors) == {"seeds", "members", "envs", "minibatches", "too_many", "host_env"}, errors
     assert all("\n" not in e for e in errors.values())
     assert "num_seeds=3" in errors["seeds"] and "num_seeds=4" in errors["seeds"]
     assert "6 runs" in errors["members"] and "num_seeds=2 or num_seeds=4" in errors["members"]
     assert "num_envs=6" in errors["envs"] and "num_envs=4 or num_envs=8" in errors["envs"]
     assert "num_minibatches=4" in errors["minibatches"]
     assert "only 4 cpu devices" in errors["too_many"]
+    assert "one pool per process" in errors["host_env"] and "--devices 1" in errors["host_env"]
 
 
 def test_two_processes_train_one_agent_and_only_process_0_writes(tmp_path):
