@@ -55,18 +55,26 @@ class MLP(nn.Module):
         return x
 
 
-TORSOS = ("auto", "mlp", "cnn")
+TORSOS = ("auto", "mlp", "cnn", "nature")
 
 
 def choose_torso(observation_space: Any, torso: str = "auto") -> str:
-    """"cnn" for an image-like observation (one `(H, W, C)` Box with H, W >= 5, as MinAtar's
-    10x10xC), "mlp" for anything else; `torso` other than "auto" is taken as it is."""
+    """The torso for an observation space; `torso` other than "auto" is taken as it is.
+
+    "nature" (the Atari DQN paper's CNN) for one frame stack of 36x36 pixels or more,
+    channels first or last (envpool's `(4, 84, 84)`); "cnn" (one small conv) for a
+    smaller image-like `(H, W, C)` Box with H, W >= 5, as MinAtar's 10x10xC; "mlp"
+    for anything else.
+    """
     if torso != "auto":
         return torso
     leaves = jax.tree.leaves(observation_space, is_leaf=lambda s: hasattr(s, "shape") and hasattr(s, "dtype"))
-    if len(leaves) == 1 and len(leaves[0].shape) == 3 and min(leaves[0].shape[:2]) >= 5:
-        return "cnn"
-    return "mlp"
+    if len(leaves) != 1 or len(leaves[0].shape) != 3:
+        return "mlp"
+    shape = leaves[0].shape
+    if sorted(shape)[1] >= 36:
+        return "nature"
+    return "cnn" if min(shape[:2]) >= 5 else "mlp"
 
 
 class ConvTorso(nn.Module):
@@ -84,9 +92,33 @@ class ConvTorso(nn.Module):
         return x.reshape(x.shape[:-3] + (-1,))
 
 
+class NatureTorso(nn.Module):
+    """The Atari CNN of Mnih et al. (2015) for `(B, C, H, W)` or `(B, H, W, C)` frame stacks:
+    32 8x8/4, 64 4x4/2, 64 3x3/1 convolutions and a 512-unit dense layer, ReLU. The
+    channel axis is the smaller of the first and last; uint8 pixels are scaled to [0, 1]."""
+
+    features: int = 512
+
+    @nn.compact
+    def __call__(self, obs):
+        x = jax.tree.leaves(obs)[0]
+        scale = 1.0 / 255.0 if x.dtype == jnp.uint8 else 1.0
+        if x.shape[-3] < x.shape[-1]:  # channels first
+            x = jnp.moveaxis(x, -3, -1)
+        x = x.astype(jnp.float32) * scale
+        for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+            x = nn.relu(nn.Conv(features, (kernel, kernel), (stride, stride), padding="VALID",
+                                kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        x = x.reshape(x.shape[:-3] + (-1,))
+        return nn.relu(nn.Dense(self.features, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+
+
+_TORSO_MODULES = {"cnn": ConvTorso, "nature": NatureTorso}
+
+
 class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs over the flattened observation (or over a shared CNN's
-    features when `torso="cnn"`).
+    """Separate actor and critic MLPs over the flattened observation, or over a shared CNN's
+    features when `torso` is "cnn" or "nature" (`hidden_sizes=()` puts the heads right on them).
 
     Returns `(actor_out, value)`: logits `(B, A)` for discrete actions (`A` the sum of
     `nvec` for multi-discrete ones), or for continuous ones `(mean, log_std)`, each
@@ -101,7 +133,10 @@ class ActorCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        x = ConvTorso(name="conv_torso")(obs) if self.torso == "cnn" else flatten_obs(obs)
+        if self.torso in _TORSO_MODULES:
+            x = _TORSO_MODULES[self.torso](name="conv_torso")(obs)
+        else:
+            x = flatten_obs(obs)
         actor = MLP(self.hidden_sizes, self.activation, name="actor_torso")(x)
         actor = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0),
                          name="actor_head")(actor)

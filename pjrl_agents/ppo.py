@@ -134,11 +134,15 @@ def validate(config: PPOConfig, env: VecEnv | None = None) -> None:
         if not isinstance(env.action_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.Box)):
             raise ConfigError(f"PPO cannot act in {env.action_space}; it supports Discrete, MultiDiscrete "
                               "and Box actions")
-        if choose_torso(env.observation_space, config.torso) == "cnn":
+        torso = choose_torso(env.observation_space, config.torso)
+        if torso != "mlp":
             leaves = spaces.tree_spaces(env.observation_space)
             if len(leaves) != 1 or len(leaves[0].shape) != 3:
-                raise ConfigError(f"torso='cnn' needs one (H, W, C) observation, got {env.observation_space}; "
-                                  "use torso='mlp'")
+                raise ConfigError(f"torso={torso!r} needs one image observation (3 axes), got "
+                                  f"{env.observation_space}; use torso='mlp'")
+            if torso == "nature" and sorted(leaves[0].shape)[1] < 36:
+                raise ConfigError(f"torso='nature' needs frames of 36x36 pixels or more, got "
+                                  f"{leaves[0].shape}; use torso='cnn'")
 
 
 # ---------------------------------------------------------------- state and batches

@@ -5,7 +5,7 @@ import numpy as np
 
 from pjrl_agents import ppo
 from pjrl_agents.distributions import MultiCategorical
-from pjrl_agents.networks import choose_torso
+from pjrl_agents.networks import NatureTorso, choose_torso
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
 from pjrl_envs.types import TimeStep
@@ -28,6 +28,22 @@ def test_torso_is_chosen_from_the_observation_space():
     assert choose_torso(spaces.Box(0, 1, (3, 3, 2))) == "mlp"  # tic-tac-toe: too small to convolve
     assert choose_torso({"a": spaces.Box(0, 1, (10, 10, 4)), "b": spaces.Box(0, 1, (2,))}) == "mlp"
     assert choose_torso(spaces.Box(0, 1, (10, 10, 4)), "mlp") == "mlp"
+    assert choose_torso(spaces.Box(0, 255, (4, 84, 84), jnp.uint8)) == "nature"  # envpool Atari, channels first
+    assert choose_torso(spaces.Box(0, 255, (84, 84, 4), jnp.uint8)) == "nature"
+
+
+def test_nature_torso_reads_channels_first_and_last_alike():
+    frames = jax.random.randint(jax.random.PRNGKey(0), (2, 4, 84, 84), 0, 256).astype(jnp.uint8)
+    net = NatureTorso()
+    params = net.init(jax.random.PRNGKey(1), frames)
+    # conv stack on 84x84: 20x20x32 -> 9x9x64 -> 7x7x64 -> 512, as in the Atari DQN paper
+    assert params["params"]["Dense_0"]["kernel"].shape == (7 * 7 * 64, 512)
+    first = net.apply(params, frames)
+    last = net.apply(params, jnp.moveaxis(frames, 1, -1))
+    assert first.shape == (2, 512) and float(jnp.abs(first).max()) > 0
+    np.testing.assert_allclose(first, last, rtol=1e-5, atol=1e-6)
+    # uint8 pixels are scaled to [0, 1]: the same frames as floats in [0, 1] give the same features
+    np.testing.assert_allclose(first, net.apply(params, frames.astype(jnp.float32) / 255), rtol=1e-5, atol=1e-6)
 
 
 class ImageBandit(Env):

@@ -1,0 +1,73 @@
+"""PPO on Breakout-MinAtar (gymnax) next to PureJaxRL's own ppo.py at its MinAtar config.
+
+    python benchmarks/minatar_ppo.py --reference ../shared/reference/bench_purejaxrl.py
+    python benchmarks/minatar_ppo.py --reference ... --steps 1e6,1e7 --seeds 4
+
+The config is PureJaxRL's MinAtar one (lr 5e-3 annealed, 64 envs, 128 steps,
+4 epochs, 8 minibatches, relu 64x64 MLP on the flattened frame), so the two
+differ only in code. For each budget it prints pjrl's final return (mean episodic
+return of episodes that ended in the last 5% of updates, over seeds), the
+reference's (its `returned_episode_returns`, averaged the same way), the gap in
+units of the seeds' spread, and both speeds. pjrl is also run with its default
+torso for image-like observations (`--torso cnn`) when asked.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax
+import numpy as np
+
+import pjrl_envs
+from benchmarks.common import ratio, run_reference, time_compiled
+from pjrl_agents import ppo
+
+ENV = "Breakout-MinAtar"
+
+
+def bench_pjrl(steps: int, seeds: int, torso: str) -> dict:
+    config = ppo.default_config(f"gymnax:{ENV}", total_timesteps=steps, torso=torso)
+    env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
+    fn = jax.jit(jax.vmap(ppo.make_train(config, env)))
+    r = time_compiled(fn, jax.random.split(jax.random.PRNGKey(0), seeds), repeats=1)
+    ret = np.asarray(r.pop("out")[1]["episode_return"])  # (seeds, updates)
+    tail = max(1, ret.shape[1] // 20)
+    per_seed = ret[:, -tail:].mean(axis=1)
+    return {"compile_s": r["compile_s"], "run_s": r["run_s"], "steps_per_s": steps * seeds / r["run_s"],
+            "final_return": float(per_seed.mean()), "per_seed": per_seed.round(2).tolist(),
+            "spread": float(per_seed.std(ddof=1)) if seeds > 1 else float("nan")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py (runs PureJaxRL's ppo.py)")
+    p.add_argument("--steps", default="1e6", help="comma-separated budgets, env steps per seed")
+    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--torso", default="mlp", help="mlp (PureJaxRL's network), cnn, or mlp,cnn")
+    args = p.parse_args()
+    print(f"Breakout-MinAtar PPO, PureJaxRL's MinAtar config, {args.seeds} seeds, {jax.devices()[0].platform}")
+    for steps in [int(float(s)) for s in args.steps.split(",")]:
+        for torso in args.torso.split(","):
+            r = bench_pjrl(steps, args.seeds, torso)
+            print(f"{steps:>10,} steps | pjrl ({torso}) | return {r['final_return']:6.2f} per seed {r['per_seed']}"
+                  f" | compile {r['compile_s']:5.1f}s run {r['run_s']:7.1f}s {r['steps_per_s']:>9,.0f} steps/s",
+                  flush=True)
+        if args.reference:
+            ref = run_reference(args.reference, ["--algo", "ppo", "--env", ENV, "--minatar", "--steps", str(steps),
+                                                 "--seeds", str(args.seeds), "--repeats", "1"])
+            if ref:
+                print(f"{steps:>10,} steps | PureJaxRL  | return {ref['final_return']:6.2f}"
+                      f"{'':>{len(str(r['per_seed'])) + 10}} | compile {ref['compile_s']:5.1f}s"
+                      f" run {ref['run_s']:7.1f}s {ref['steps_per_s']:>9,.0f} steps/s", flush=True)
+                gap = r["final_return"] - ref["final_return"]
+                in_std = f" ({gap / r['spread']:+.1f} seed std of pjrl)" if args.seeds > 1 else ""
+                print(f"{steps:>10,} steps | pjrl - PureJaxRL = {gap:+.2f}{in_std}"
+                      f" | speed {ratio(r['steps_per_s'], ref['steps_per_s'])} of PureJaxRL's", flush=True)
+
+
+if __name__ == "__main__":
+    main()
