@@ -79,12 +79,17 @@ def _require_wandb() -> None:
 
 
 def _cmd_eval(args) -> int:
-    from pjrl_agents import evaluate, runner
+    from pjrl_agents import evaluate, render, runner
     run, state = runner.load(args.run_dir)
+    if args.render:
+        render.check(run.spec.env, args.render)  # before the evaluation, which takes a while
     for result in evaluate.evaluate_run(run, state, episodes=args.episodes, seed=args.seed, run_index=args.run_index):
         kind = "deterministic" if result["deterministic"] else "stochastic"
         print(f"{kind:13s} return {result['return_mean']:.2f} +- {result['return_std']:.2f} "
               f"over {result['episodes']} episodes (mean length {result['length_mean']:.1f})")
+    if args.render:
+        steps = render.render_run(run, state, args.render, seed=args.seed, run_index=args.run_index)
+        print(f"rendered one deterministic episode ({steps} steps) to {args.render}")
     return 0
 
 
@@ -136,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--episodes", type=int, default=10)
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--run-index", type=int, default=0, help="which seed (or sweep member x seed) to evaluate")
+    v.add_argument("--render", default=None, metavar="PATH",
+                   help="also draw one episode of the deterministic policy: an HTML page for brax envs "
+                        "(PATH ending in .html), a GIF for gymnax envs (.gif)")
     v.set_defaults(func=_cmd_eval)
 
     pl = sub.add_parser("plot", help="learning curves of runs to a PNG")
