@@ -29,7 +29,7 @@ from flax import struct
 
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
-from pjrl_envs.registry import Adapter, MissingLibraryError
+from pjrl_envs.registry import Adapter, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "brax==0.14.2"
@@ -38,11 +38,7 @@ AUTO_RESETS = ("cached", "fresh")
 
 
 def _brax_envs():
-    try:
-        from brax import envs
-    except ImportError as e:
-        raise MissingLibraryError(f"brax is not installed: pip install '{REQUIRES}'") from e
-    return envs
+    return require("brax.envs", REQUIRES)
 
 
 @struct.dataclass

@@ -54,7 +54,7 @@ from flax import struct
 
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
-from pjrl_envs.registry import Adapter, MissingLibraryError
+from pjrl_envs.registry import Adapter, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "envpool==1.2.5"
@@ -72,11 +72,7 @@ _FLOAT64_TINY = np.finfo(np.float64).tiny
 
 
 def _envpool():
-    try:
-        import envpool
-    except ImportError as e:
-        raise MissingLibraryError(f"envpool is not installed: pip install '{REQUIRES}'") from e
-    return envpool
+    return require("envpool", REQUIRES)
 
 
 def _dtype(dtype) -> np.dtype:

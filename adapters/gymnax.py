@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, MissingLibraryError
+from pjrl_envs.registry import Adapter, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "gymnax==1.0.1"
@@ -30,11 +30,7 @@ WRONG_OBS_BOUNDS = {
 
 
 def _gymnax():
-    try:
-        import gymnax
-    except ImportError as e:
-        raise MissingLibraryError(f"gymnax is not installed: pip install '{REQUIRES}'") from e
-    return gymnax
+    return require("gymnax", REQUIRES)
 
 
 def _convert_space(space, example=None):

@@ -38,7 +38,7 @@ import numpy as np
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, MissingLibraryError
+from pjrl_envs.registry import Adapter, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "jumanji==1.1.2"
@@ -51,11 +51,7 @@ WRONG_OBS_BOUNDS = {
 
 
 def _jumanji():
-    try:
-        import jumanji
-    except ImportError as e:
-        raise MissingLibraryError(f"jumanji is not installed: pip install '{REQUIRES}'") from e
-    return jumanji
+    return require("jumanji", REQUIRES)
 
 
 def _leaf_space(spec, x) -> spaces.Box:

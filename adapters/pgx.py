@@ -34,7 +34,7 @@ from flax import struct
 
 from pjrl_envs import spaces, wrappers
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, MissingLibraryError
+from pjrl_envs.registry import Adapter, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "pgx==2.6.0"
@@ -42,11 +42,7 @@ OPPONENTS = ("random",)
 
 
 def _pgx():
-    try:
-        import pgx
-    except ImportError as e:
-        raise MissingLibraryError(f"pgx is not installed: pip install '{REQUIRES}'") from e
-    return pgx
+    return require("pgx", REQUIRES)
 
 
 @struct.dataclass

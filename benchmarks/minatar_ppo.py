@@ -38,7 +38,7 @@ def bench_pjrl(steps: int, seeds: int, torso: str) -> dict:
     tail = max(1, ret.shape[1] // 20)
     per_seed = ret[:, -tail:].mean(axis=1)
     return {"compile_s": r["compile_s"], "run_s": r["run_s"], "steps_per_s": steps * seeds / r["run_s"],
-            "final_return": float(per_seed.mean()), "per_seed": per_seed.round(2).tolist(),
+            "final_return": float(per_seed.mean()), "per_seed": [round(float(x), 2) for x in per_seed],
             "spread": float(per_seed.std(ddof=1)) if seeds > 1 else float("nan")}
 
 

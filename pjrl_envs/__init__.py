@@ -2,12 +2,12 @@
 from pjrl_envs import spaces, wrappers
 from pjrl_envs.core import AutoResetVecEnv, Env, VecEnv
 from pjrl_envs.registry import (Adapter, MissingLibraryError, UnknownEnvError, list_envs, make,
-                                prefixes, register)
+                                prefixes, register, require)
 from pjrl_envs.spaces import Box, Discrete, MultiDiscrete
 from pjrl_envs.types import TimeStep
 
 __all__ = [
     "Adapter", "AutoResetVecEnv", "Box", "Discrete", "Env", "MissingLibraryError", "MultiDiscrete",
-    "TimeStep", "UnknownEnvError", "VecEnv", "list_envs", "make", "prefixes", "register", "spaces",
+    "TimeStep", "UnknownEnvError", "VecEnv", "list_envs", "make", "prefixes", "register", "require", "spaces",
     "wrappers",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 from importlib import metadata
 from typing import Any, Callable
 
@@ -22,6 +23,14 @@ class UnknownEnvError(ValueError):
 
 class MissingLibraryError(ImportError):
     """The library behind an adapter is not installed; the message says what to install."""
+
+
+def require(module: str, requirement: str) -> Any:
+    """Imports `module` (e.g. "brax.envs"), or raises MissingLibraryError naming `pip install requirement`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingLibraryError(f"{module.split('.')[0]} is not installed: pip install '{requirement}'") from e
 
 
 @dataclasses.dataclass

@@ -108,3 +108,20 @@ def test_cli_envs_and_unknown_env_without_traceback():
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "gymnax:CartPole-v1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_missing_library_names_the_package_to_install(monkeypatch):
+    with pytest.raises(pjrl_envs.MissingLibraryError, match=r"^no_such_lib is not installed: pip install 'nsl==1\.0'$"):
+        pjrl_envs.require("no_such_lib.sub", "nsl==1.0")
+    monkeypatch.setitem(sys.modules, "brax", None)  # as if brax were not installed
+    monkeypatch.setitem(sys.modules, "brax.envs", None)
+    with pytest.raises(pjrl_envs.MissingLibraryError, match=r"brax is not installed: pip install 'brax==0\.14\.2'"):
+        pjrl_envs.make("brax:ant")
+
+
+def test_cli_missing_library_is_one_line():
+    code = ("import sys; sys.modules['pgx'] = None; from pjrl_agents import cli; "
+            "sys.exit(cli.main(['train', '--env', 'pgx:tic_tac_toe']))")
+    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip() == "pjrl: error: pgx is not installed: pip install 'pgx==2.6.0'"
