@@ -23,9 +23,18 @@ def time_compiled(fn, *args, repeats: int = 3) -> dict:
     return {"compile_s": compile_s, "run_s": statistics.median(runs), "run_s_all": runs, "out": out}
 
 
-def run_reference(path: str, args: list[str]) -> dict | None:
-    """Runs the reference script (same Python) and returns its JSON line, or None on failure."""
-    res = subprocess.run([sys.executable, path, *args], capture_output=True, text=True)
+def run_reference(path: str, args: list[str], timeout: float | None = None) -> dict | None:
+    """Runs the reference script (same Python) and returns its JSON line, or None on failure.
+
+    `timeout` (seconds) guards against the reference hanging: flax's QR-based
+    orthogonal init, vmapped over seeds, can deadlock XLA's CPU thread pool.
+    """
+    try:
+        res = subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"reference gave no result in {timeout:.0f}s (a hang in its batched QR init on CPU); "
+              "run again", file=sys.stderr)
+        return None
     lines = [l for l in res.stdout.splitlines() if l.startswith("{")]
     if res.returncode != 0 or not lines:
         print(f"reference failed ({res.returncode}): {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)

@@ -58,7 +58,8 @@ def main() -> None:
                   flush=True)
         if args.reference:
             ref = run_reference(args.reference, ["--algo", "ppo", "--env", ENV, "--minatar", "--steps", str(steps),
-                                                 "--seeds", str(args.seeds), "--repeats", "1"])
+                                                 "--seeds", str(args.seeds), "--repeats", "1"],
+                                timeout=300 + 5 * (r["compile_s"] + r["run_s"]))
             if ref:
                 print(f"{steps:>10,} steps | PureJaxRL  | return {ref['final_return']:6.2f}"
                       f"{'':>{len(str(r['per_seed'])) + 10}} | compile {ref['compile_s']:5.1f}s"
