@@ -99,17 +99,20 @@ class PgxEnv(Env):
         return game, reward
 
     def reset(self, key):
-        init_key, seat_key, opp_key = jax.random.split(key, 3)
-        game = self.game.init(init_key)
-        learner = jax.random.randint(seat_key, (), 0, self.num_players, jnp.int32)
-        game, _ = self._play_opponents(game, learner, opp_key)
+        if self.num_players == 1:  # no seat to draw, no opponent: spare the key splits
+            game, learner = self.game.init(key), jnp.zeros((), jnp.int32)
+        else:
+            init_key, seat_key, opp_key = jax.random.split(key, 3)
+            game = self.game.init(init_key)
+            learner = jax.random.randint(seat_key, (), 0, self.num_players, jnp.int32)
+            game, _ = self._play_opponents(game, learner, opp_key)
         false = jnp.zeros((), jnp.bool_)
         ts = TimeStep(game.observation, jnp.zeros((), jnp.float32), false, false, game.observation,
                       game.legal_action_mask, {"illegal_action": false})
         return PgxEnvState(game, learner), ts
 
     def step(self, state, action, key):
-        step_key, opp_key = jax.random.split(key)
+        step_key, opp_key = (key, key) if self.num_players == 1 else jax.random.split(key)
         action = jnp.asarray(action, jnp.int32)
         illegal = ~state.game.legal_action_mask[action]
         game = self.game.step(state.game, action, step_key)
