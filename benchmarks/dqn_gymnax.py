@@ -23,6 +23,7 @@ import numpy as np
 
 import pjrl_envs
 from pjrl_agents import dqn
+from pjrl_agents.runner import final_returns
 
 ENV = "gymnax:CartPole-v1"
 
@@ -43,12 +44,11 @@ def bench(num_seeds: int, steps: int, repeats: int) -> dict:
         runs.append(time.perf_counter() - t0)
     run_s = statistics.median(runs)
     returns = np.asarray(metrics["episode_return"])  # (seeds, updates)
-    tail = max(1, returns.shape[1] // 20)
     total = config.num_updates * config.steps_per_update
     return {"ref": "pjrl", "algo": "dqn", "env": ENV, "seeds": num_seeds, "steps": total,
             "compile_s": round(compile_s, 3), "run_s": round(run_s, 3), "run_s_all": [round(x, 3) for x in runs],
             "steps_per_s": round(total * num_seeds / run_s),
-            "final_return": round(float(returns[:, -tail:].mean()), 2)}
+            "final_return": round(float(final_returns(returns).mean()), 2)}
 
 
 def reference(path: str, num_seeds: int, steps: int, repeats: int) -> dict:

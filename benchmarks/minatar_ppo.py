@@ -25,6 +25,7 @@ import numpy as np
 import pjrl_envs
 from benchmarks.common import ratio, run_reference, time_compiled
 from pjrl_agents import ppo
+from pjrl_agents.runner import final_returns
 
 ENV = "Breakout-MinAtar"
 
@@ -34,9 +35,7 @@ def bench_pjrl(steps: int, seeds: int, torso: str) -> dict:
     env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
     fn = jax.jit(jax.vmap(ppo.make_train(config, env)))
     r = time_compiled(fn, jax.random.split(jax.random.PRNGKey(0), seeds), repeats=1)
-    ret = np.asarray(r.pop("out")[1]["episode_return"])  # (seeds, updates)
-    tail = max(1, ret.shape[1] // 20)
-    per_seed = ret[:, -tail:].mean(axis=1)
+    per_seed = final_returns(np.asarray(r.pop("out")[1]["episode_return"]))
     return {"compile_s": r["compile_s"], "run_s": r["run_s"], "steps_per_s": steps * seeds / r["run_s"],
             "final_return": float(per_seed.mean()), "per_seed": [round(float(x), 2) for x in per_seed],
             "spread": float(per_seed.std(ddof=1)) if seeds > 1 else float("nan")}

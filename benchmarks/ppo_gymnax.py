@@ -22,11 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 import pjrl_envs
 from benchmarks.common import ratio, run_reference, time_compiled
 from pjrl_agents import ppo
+from pjrl_agents.runner import final_returns
 
 ENV = "CartPole-v1"
 
@@ -36,9 +37,7 @@ def bench_pjrl(seeds: int, steps: int, repeats: int) -> dict:
     env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
     fn = jax.jit(jax.vmap(ppo.make_train(config, env)))
     r = time_compiled(fn, jax.random.split(jax.random.PRNGKey(0), seeds), repeats=repeats)
-    ret = jnp.asarray(r.pop("out")[1]["episode_return"])
-    tail = max(1, ret.shape[1] // 20)
-    r["final_return"] = float(ret[:, -tail:].mean())
+    r["final_return"] = float(final_returns(np.asarray(r.pop("out")[1]["episode_return"])).mean())
     r["steps_per_s"] = steps * seeds / r["run_s"]
     return r
 

@@ -31,11 +31,13 @@ def measure(devices: int, seeds: int, num_envs: int, steps: int, repeats: int) -
     """One device count, in this process."""
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     import pjrl_envs
     from benchmarks.common import time_compiled
     from pjrl_agents import distributed, ppo
     from pjrl_agents.common import stack_configs
+    from pjrl_agents.runner import final_returns
 
     config = ppo.PPOConfig(total_timesteps=steps, num_envs=num_envs)
     plan = distributed.plan(devices, config, num_seeds=seeds, module=ppo)
@@ -51,12 +53,12 @@ def measure(devices: int, seeds: int, num_envs: int, steps: int, repeats: int) -
     state = plan.jit(agent.init, in_axes=(0, 0), one_run_at_a_time=True)(keys, configs)
     fn = plan.jit(run, in_axes=(0,), metrics=True)  # every update, one call; init apart
     r = time_compiled(fn, state, repeats=repeats)
-    ret = jax.device_get(r.pop("out")[1]["episode_return"])  # (runs, updates)
+    final = final_returns(np.asarray(r.pop("out")[1]["episode_return"])).mean()  # over runs
     env_steps = agent.num_updates * config.batch_size * seeds
     return {"devices": devices, "device_kind": jax.devices()[0].device_kind, "layout": plan.layout,
             "seeds": seeds, "num_envs": num_envs, "env_steps": env_steps, "compile_s": round(r["compile_s"], 2),
             "run_s": round(r["run_s"], 3), "steps_per_s": round(env_steps / r["run_s"]),
-            "final_return": round(float(ret[:, -max(1, ret.shape[1] // 20):].mean()), 1)}
+            "final_return": round(float(final), 1)}
 
 
 def main() -> None:
