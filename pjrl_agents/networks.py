@@ -77,6 +77,60 @@ def choose_torso(observation_space: Any, torso: str = "auto") -> str:
     return "cnn" if min(shape[:2]) >= 5 else "mlp"
 
 
+def _patches(x, kernel_size, strides, padding: str):
+    """`(N, H, W, C)` -> `(N, H', W', kh * kw * C)`: each output pixel's receptive field,
+    ordered (kernel row, kernel column, channel) as a `(kh, kw, C, F)` kernel is, built
+    from strided slices ("SAME" pads as XLA does: the odd pixel after)."""
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(f"padding={padding!r}: use 'SAME' or 'VALID'")
+    pads, out = [], []
+    for size, k, s in zip(x.shape[1:3], kernel_size, strides):
+        n = -(-size // s) if padding == "SAME" else (size - k) // s + 1
+        total = max((n - 1) * s + k - size, 0) if padding == "SAME" else 0
+        pads.append((total // 2, total - total // 2))
+        out.append(n)
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    (kh, kw), (sh, sw), (oh, ow) = kernel_size, strides, out
+    return jnp.concatenate([jax.lax.slice(x, (0, i, j, 0), (x.shape[0], i + (oh - 1) * sh + 1,
+                                                             j + (ow - 1) * sw + 1, x.shape[3]), (1, sh, sw, 1))
+                            for i in range(kh) for j in range(kw)], axis=-1)
+
+
+class PatchConv(nn.Module):
+    """`nn.Conv`'s parameters and output; on CPU computed as image patches times a matrix.
+
+    XLA's CPU backend runs convolutions slowly, their gradients most of all, and
+    worse again under `vmap` over parameters (seeds, sweeps), where they become
+    grouped convolutions. The patches-and-matmul form turns them into (batched)
+    matrix products. Per gradient step on a 2-core CPU (`benchmarks/conv.py`):
+    MinAtar's 3x3 conv on 10x10 frames about 5x faster for one seed and 13x for
+    four; the Nature CNN on 84x84 frames about 30x. Other backends keep XLA's
+    convolution (`impl="auto"`); "patches" or "conv" force one.
+    """
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "SAME"
+    kernel_init: Any = nn.initializers.lecun_normal()
+    bias_init: Any = constant(0.0)
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1], self.features))
+        bias = self.param("bias", self.bias_init, (self.features,))
+        lead, x = x.shape[:-3], x.reshape((-1,) + x.shape[-3:])
+        impl = self.impl if self.impl != "auto" else ("patches" if jax.default_backend() == "cpu" else "conv")
+        if impl == "patches":
+            y = _patches(x, self.kernel_size, self.strides, self.padding) @ kernel.reshape(-1, self.features)
+        else:
+            y = jax.lax.conv_general_dilated(x, kernel, self.strides, self.padding,
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = y + bias
+        return y.reshape(lead + y.shape[1:])
+
+
 class ConvTorso(nn.Module):
     """A small CNN for MinAtar-sized images `(B, H, W, C)`: one 3x3 conv of 16 filters,
     flattened (as the MinAtar paper's network)."""
@@ -87,8 +141,8 @@ class ConvTorso(nn.Module):
     @nn.compact
     def __call__(self, obs):
         x = jax.tree.leaves(obs)[0].astype(jnp.float32)
-        x = _ACTIVATIONS[self.activation](nn.Conv(self.features, (3, 3), padding="SAME",
-                                                  kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        x = _ACTIVATIONS[self.activation](PatchConv(self.features, (3, 3), padding="SAME", name="Conv_0",
+                                                    kernel_init=orthogonal(np.sqrt(2)))(x))
         return x.reshape(x.shape[:-3] + (-1,))
 
 
@@ -106,9 +160,9 @@ class NatureTorso(nn.Module):
         if x.shape[-3] < x.shape[-1]:  # channels first
             x = jnp.moveaxis(x, -3, -1)
         x = x.astype(jnp.float32) * scale
-        for features, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
-            x = nn.relu(nn.Conv(features, (kernel, kernel), (stride, stride), padding="VALID",
-                                kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        for i, (features, kernel, stride) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
+            x = nn.relu(PatchConv(features, (kernel, kernel), (stride, stride), padding="VALID", name=f"Conv_{i}",
+                                  kernel_init=orthogonal(np.sqrt(2)))(x))
         x = x.reshape(x.shape[:-3] + (-1,))
         return nn.relu(nn.Dense(self.features, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
 

@@ -5,7 +5,10 @@ import numpy as np
 
 from pjrl_agents import ppo
 from pjrl_agents.distributions import MultiCategorical
-from pjrl_agents.networks import NatureTorso, choose_torso
+import flax.linen as nn
+import pytest
+
+from pjrl_agents.networks import NatureTorso, PatchConv, choose_torso
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
 from pjrl_envs.types import TimeStep
@@ -44,6 +47,28 @@ def test_nature_torso_reads_channels_first_and_last_alike():
     np.testing.assert_allclose(first, last, rtol=1e-5, atol=1e-6)
     # uint8 pixels are scaled to [0, 1]: the same frames as floats in [0, 1] give the same features
     np.testing.assert_allclose(first, net.apply(params, frames.astype(jnp.float32) / 255), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, shape", [
+    ((3, 3), (1, 1), "SAME", (2, 3, 10, 10, 4)),  # MinAtar's conv, two leading batch dims
+    ((8, 8), (4, 4), "VALID", (2, 36, 36, 4)),  # the Nature CNN's first layer
+    ((4, 4), (2, 2), "SAME", (2, 9, 9, 3)),  # uneven "SAME" padding
+])
+def test_patch_conv_is_nn_conv(kernel, stride, padding, shape):
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    conv = nn.Conv(8, kernel, stride, padding=padding)
+    params = conv.init(jax.random.PRNGKey(1), x)
+    expected = conv.apply(params, x)
+    for impl in ("patches", "conv"):
+        patch_conv = PatchConv(8, kernel, stride, padding, impl=impl)
+        # same parameter shapes, and from one key the same initial values
+        jax.tree.map(np.testing.assert_array_equal, patch_conv.init(jax.random.PRNGKey(1), x), params)
+        np.testing.assert_allclose(patch_conv.apply(params, x), expected, rtol=1e-4, atol=1e-5)
+    # and the same gradients, under vmap over two parameter sets (where a grouped convolution would appear)
+    stacked = jax.tree.map(lambda p: jnp.stack([p, 2 * p]), params)
+    grad = lambda module: jax.vmap(jax.grad(lambda p: (module.apply(p, x) ** 2).sum()))(stacked)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3),
+                 grad(PatchConv(8, kernel, stride, padding, impl="patches")), grad(conv))
 
 
 class ImageBandit(Env):
