@@ -37,15 +37,25 @@ MINATAR = {"LR": 5e-3, "NUM_ENVS": 64, "NUM_STEPS": 128, "NUM_MINIBATCHES": 8, "
 
 
 def load_ppo(reference: str):
-    """Imports the reference's ppo.py, with gymnax 1.x envs handed back the five-value step it unpacks."""
+    """Imports the reference's ppo.py, with gymnax 1.x envs handed back the five-value step it unpacks.
+
+    gymnax 1.x's compatibility wrapper also puts `final_observation` into `info`,
+    which ppo.py returns for every step: 16 GB per seed at 1e7 MinAtar steps. The
+    gymnax that ppo.py was written for had no such key, so it is dropped here.
+    """
     import gymnax
     from gymnax.wrappers.compat import LegacyStepAPIWrapper
+
+    class LegacyStep(LegacyStepAPIWrapper):
+        def step(self, *args, **kwargs):
+            obs, state, reward, done, info = super().step(*args, **kwargs)
+            return obs, state, reward, done, {k: v for k, v in info.items() if k != "final_observation"}
 
     if not hasattr(jax, "tree_map"):
         jax.tree_map = jax.tree.map
     sys.path.insert(0, str(Path(reference).resolve().parent / "purejaxrl"))
     make = gymnax.make
-    gymnax.make = lambda name, **kw: (lambda env, params: (LegacyStepAPIWrapper(env), params))(*make(name, **kw))
+    gymnax.make = lambda name, **kw: (lambda env, params: (LegacyStep(env), params))(*make(name, **kw))
     import ppo
 
     return ppo
