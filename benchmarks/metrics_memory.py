@@ -6,6 +6,10 @@ pjrl keeps a few scalars per update and streams them off the device chunk by
 chunk; PureJaxRL's ppo.py returns every step's info for every env. Each figure is
 a fresh process's peak RSS (ru_maxrss), so it includes JAX itself; the growth
 between the two step counts is what the metrics cost.
+
+Under gymnax 1.x, `bench_purejaxrl.py`'s step wrapper also puts each step's
+`final_observation` into that info, which ppo.py's own gymnax never did; the row
+"purejaxrl, own info" (`purejaxrl_seeds.py`, which drops it) is ppo.py's cost alone.
 """
 from __future__ import annotations
 
@@ -36,6 +40,14 @@ print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 """
 
 
+CHILD_REF_OWN_INFO = """
+import resource, runpy, sys, json
+sys.argv = [sys.argv[1], "--reference", sys.argv[2], "--env", "CartPole-v1", "--steps", sys.argv[3], "--seeds", "1"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
 def peak_rss(code: str, *args: str) -> float:
     env = {**os.environ, "PJRL_CACHE_DIR": "off", "PYTHONPATH": str(ROOT)}
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=True)
@@ -54,9 +66,12 @@ def main():
             rows.setdefault("pjrl", []).append(peak_rss(CHILD_PJRL, s, os.path.join(tmp, f"run{s}")))
             if a.reference:
                 rows.setdefault("purejaxrl", []).append(peak_rss(CHILD_REF, a.reference, s))
+                own_info = str(Path(__file__).with_name("purejaxrl_seeds.py"))
+                rows.setdefault("purejaxrl, own info", []).append(
+                    peak_rss(CHILD_REF_OWN_INFO, own_info, a.reference, s))
     for name, values in rows.items():
         growth = values[-1] / values[0] - 1
-        print(f"{name:10s} peak RSS " + "  ".join(f"{s} steps: {v:7.0f} MB" for s, v in zip(steps, values))
+        print(f"{name:20s} peak RSS " + "  ".join(f"{s} steps: {v:7.0f} MB" for s, v in zip(steps, values))
               + f"  growth {growth:+.1%}")
     print(json.dumps({"steps": steps, **rows}))
 
