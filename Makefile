@@ -25,6 +25,10 @@ train: setup
 test: setup
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
 
+# the whole suite with check_env on every env of every library (about 30 min on 2 cores)
+test-all: setup
+	PJRL_ALL_ENVS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
+
 bench: setup
 	$(PY) benchmarks/ppo_gymnax.py --reference ../shared/reference/bench_purejaxrl.py
 
