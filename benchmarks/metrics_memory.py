@@ -32,17 +32,9 @@ runner.train("gymnax:CartPole-v1", overrides={"total_timesteps": int(float(sys.a
 print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-CHILD_REF = """
+CHILD_SCRIPT = """
 import resource, runpy, sys, json
-sys.argv = [sys.argv[1], "--algo", "ppo", "--steps", sys.argv[2], "--repeats", "1"]
-runpy.run_path(sys.argv[0], run_name="__main__")
-print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
-CHILD_REF_OWN_INFO = """
-import resource, runpy, sys, json
-sys.argv = [sys.argv[1], "--reference", sys.argv[2], "--env", "CartPole-v1", "--steps", sys.argv[3], "--seeds", "1"]
+sys.argv = sys.argv[1:]  # the script to run, then its arguments
 runpy.run_path(sys.argv[0], run_name="__main__")
 print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -65,10 +57,11 @@ def main():
         for s in steps:
             rows.setdefault("pjrl", []).append(peak_rss(CHILD_PJRL, s, os.path.join(tmp, f"run{s}")))
             if a.reference:
-                rows.setdefault("purejaxrl", []).append(peak_rss(CHILD_REF, a.reference, s))
-                own_info = str(Path(__file__).with_name("purejaxrl_seeds.py"))
+                rows.setdefault("purejaxrl", []).append(
+                    peak_rss(CHILD_SCRIPT, a.reference, "--algo", "ppo", "--steps", s, "--repeats", "1"))
                 rows.setdefault("purejaxrl, own info", []).append(
-                    peak_rss(CHILD_REF_OWN_INFO, own_info, a.reference, s))
+                    peak_rss(CHILD_SCRIPT, str(Path(__file__).with_name("purejaxrl_seeds.py")),
+                             "--reference", a.reference, "--env", "CartPole-v1", "--steps", s, "--seeds", "1"))
     for name, values in rows.items():
         growth = values[-1] / values[0] - 1
         print(f"{name:20s} peak RSS " + "  ".join(f"{s} steps: {v:7.0f} MB" for s, v in zip(steps, values))

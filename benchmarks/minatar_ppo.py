@@ -39,8 +39,7 @@ def bench_pjrl(steps: int, seeds: int, torso: str) -> dict:
     r = time_compiled(fn, jax.random.split(jax.random.PRNGKey(0), seeds), repeats=1)
     per_seed = final_returns(np.asarray(r.pop("out")[1]["episode_return"]))
     return {"compile_s": r["compile_s"], "run_s": r["run_s"], "steps_per_s": steps * seeds / r["run_s"],
-            "final_return": float(per_seed.mean()), "per_seed": [round(float(x), 2) for x in per_seed],
-            "spread": float(per_seed.std(ddof=1)) if seeds > 1 else float("nan")}
+            "final_return": float(per_seed.mean()), "per_seed": [round(float(x), 2) for x in per_seed]}
 
 
 def welch_t(a: list[float], b: list[float]) -> float:
