@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("brax")
 
 import pjrl_envs  # noqa: E402
-from adapters import brax as brax_adapter  # noqa: E402
+from pjrl_adapters import brax as brax_adapter  # noqa: E402
 from pjrl_envs.testing import check_env  # noqa: E402
 
 REPRESENTATIVE = ["fast", "inverted_pendulum"]

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("jumanji")
 
 import pjrl_envs  # noqa: E402
-from adapters import jumanji as jumanji_adapter  # noqa: E402
+from pjrl_adapters import jumanji as jumanji_adapter  # noqa: E402
 from pjrl_envs.testing import check_env  # noqa: E402
 
 REPRESENTATIVE = ["TSP-v1", "Minesweeper-v0", "Cleaner-v0"]

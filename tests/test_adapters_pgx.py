@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("pgx")
 
 import pjrl_envs  # noqa: E402
-from adapters import pgx as pgx_adapter  # noqa: E402
+from pjrl_adapters import pgx as pgx_adapter  # noqa: E402
 from pjrl_envs.testing import check_env  # noqa: E402
 
 REPRESENTATIVE = ["tic_tac_toe", "minatar-breakout"]

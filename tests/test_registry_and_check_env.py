@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 import pjrl_envs
-from adapters import gymnax as gymnax_adapter
+from pjrl_adapters import gymnax as gymnax_adapter
 from pjrl_envs.testing import EnvCheckError, check_env
 from pjrl_envs.wrappers import VecEnvWrapper
 from tests.envs import CounterEnv
