@@ -100,8 +100,9 @@ class BraxVecEnv(VecEnv):
 
     def _timestep(self, s, final_obs, terminated, truncated):
         b = (self.num_envs,)
-        return TimeStep(s.obs, s.reward.astype(jnp.float32), terminated, truncated, final_obs,
-                        jnp.broadcast_to(self._mask, b), dict(s.metrics))
+        return TimeStep(obs=s.obs, reward=s.reward.astype(jnp.float32), terminated=terminated,
+                        truncated=truncated, final_obs=final_obs, action_mask=jnp.broadcast_to(self._mask, b),
+                        info=dict(s.metrics))
 
     def reset(self, key):
         s = jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))

@@ -319,8 +319,9 @@ class EnvpoolVecEnv(VecEnv):
         pool, row, obs, info = out[0], out[1], out[2:2 + n_obs], out[2 + n_obs:]
         obs = jax.tree.unflatten(self._obs_tree, obs)
         false = jnp.zeros((self.num_envs,), jnp.bool_)
-        ts = TimeStep(obs, jnp.zeros((self.num_envs,), jnp.float32), false, false, obs, self._masks(),
-                      dict(zip(self._info_names, info)))
+        ts = TimeStep(obs=obs, reward=jnp.zeros((self.num_envs,), jnp.float32), terminated=false,
+                      truncated=false, final_obs=obs, action_mask=self._masks(),
+                      info=dict(zip(self._info_names, info)))
         return EnvpoolState(pool, row, jnp.zeros((), jnp.int32)), ts
 
     def step(self, state: EnvpoolState, action: jax.Array, key: jax.Array) -> tuple[EnvpoolState, TimeStep]:
@@ -338,7 +339,8 @@ class EnvpoolVecEnv(VecEnv):
         final_obs = jax.tree.unflatten(self._obs_tree, out[1 + n:1 + 2 * n])
         reward, terminated, truncated = out[1 + 2 * n:4 + 2 * n]
         info = dict(zip(self._info_names, out[4 + 2 * n:]))
-        ts = TimeStep(obs, reward, terminated, truncated, final_obs, self._masks(), info)
+        ts = TimeStep(obs=obs, reward=reward, terminated=terminated, truncated=truncated, final_obs=final_obs,
+                      action_mask=self._masks(), info=info)
         return state.replace(t=out[0]), ts
 
     def _masks(self) -> jax.Array:

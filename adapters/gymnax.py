@@ -73,14 +73,16 @@ class GymnaxEnv(Env):
     def reset(self, key):
         obs, state = self.env.reset_env(key, self.params)
         false = jnp.zeros((), jnp.bool_)
-        return state, TimeStep(obs, jnp.zeros((), jnp.float32), false, false, obs, self._mask, {})
+        return state, TimeStep(obs=obs, reward=jnp.zeros((), jnp.float32), terminated=false, truncated=false,
+                               final_obs=obs, action_mask=self._mask, info={})
 
     def step(self, state, action, key):
         obs, state, reward, terminated, info = self.env.step_env(key, state, action, self.params)
         terminated = jnp.asarray(terminated, jnp.bool_)
         truncated = jnp.asarray(self.env.is_truncated(state, self.params), jnp.bool_) & ~terminated
         info = {k: jnp.asarray(v) for k, v in info.items()}
-        ts = TimeStep(obs, jnp.asarray(reward, jnp.float32), terminated, truncated, obs, self._mask, info)
+        ts = TimeStep(obs=obs, reward=jnp.asarray(reward, jnp.float32), terminated=terminated,
+                      truncated=truncated, final_obs=obs, action_mask=self._mask, info=info)
         return state, ts
 
 

@@ -177,8 +177,8 @@ class JumanjiEnv(Env):
         terminated = false if reset else last & (discount == 0)
         truncated = false if reset else last & (discount > 0)
         info = jax.tree.map(jnp.asarray, dict(jts.extras or {}))
-        return TimeStep(jts.observation, reward, terminated, truncated, jts.observation,
-                        self._action_mask(jts.observation), info)
+        return TimeStep(obs=jts.observation, reward=reward, terminated=terminated, truncated=truncated,
+                        final_obs=jts.observation, action_mask=self._action_mask(jts.observation), info=info)
 
     def reset(self, key):
         state, jts = self.env.reset(key)

@@ -107,8 +107,9 @@ class PgxEnv(Env):
             learner = jax.random.randint(seat_key, (), 0, self.num_players, jnp.int32)
             game, _ = self._play_opponents(game, learner, opp_key)
         false = jnp.zeros((), jnp.bool_)
-        ts = TimeStep(game.observation, jnp.zeros((), jnp.float32), false, false, game.observation,
-                      game.legal_action_mask, {"illegal_action": false})
+        ts = TimeStep(obs=game.observation, reward=jnp.zeros((), jnp.float32), terminated=false, truncated=false,
+                      final_obs=game.observation, action_mask=game.legal_action_mask,
+                      info={"illegal_action": false})
         return PgxEnvState(game, learner), ts
 
     def step(self, state, action, key):
@@ -120,8 +121,9 @@ class PgxEnv(Env):
         game, opp_reward = self._play_opponents(game, state.learner, opp_key)
         terminated = game.terminated
         truncated = game.truncated & ~terminated
-        ts = TimeStep(game.observation, (reward + opp_reward).astype(jnp.float32), terminated, truncated,
-                      game.observation, game.legal_action_mask, {"illegal_action": illegal})
+        ts = TimeStep(obs=game.observation, reward=(reward + opp_reward).astype(jnp.float32),
+                      terminated=terminated, truncated=truncated, final_obs=game.observation,
+                      action_mask=game.legal_action_mask, info={"illegal_action": illegal})
         return state.replace(game=game), ts
 
 

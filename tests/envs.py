@@ -28,16 +28,19 @@ class CounterEnv(Env):
             t = jax.random.randint(key, (), 50, 60).astype(jnp.float32)
         f = jnp.zeros((), jnp.bool_)
         obs = self._obs(t)
-        return {"t": t, "steps": jnp.zeros((), jnp.int32)}, TimeStep(
-            obs, jnp.zeros((), jnp.float32), f, f, obs, spaces.no_mask(self.action_space), {"steps": jnp.zeros((), jnp.int32)})
+        steps = jnp.zeros((), jnp.int32)
+        return {"t": t, "steps": steps}, TimeStep(
+            obs=obs, reward=jnp.zeros((), jnp.float32), terminated=f, truncated=f, final_obs=obs,
+            action_mask=spaces.no_mask(self.action_space), info={"steps": steps})
 
     def step(self, state, action, key):
         t = state["t"] + 1.0
         steps = state["steps"] + 1
         obs = self._obs(t)
         terminated = steps >= self.length
-        ts = TimeStep(obs, t.astype(jnp.float32), terminated, jnp.zeros((), jnp.bool_), obs,
-                      spaces.no_mask(self.action_space), {"steps": steps})
+        ts = TimeStep(obs=obs, reward=t.astype(jnp.float32), terminated=terminated,
+                      truncated=jnp.zeros((), jnp.bool_), final_obs=obs,
+                      action_mask=spaces.no_mask(self.action_space), info={"steps": steps})
         return {"t": t, "steps": steps}, ts
 
 
@@ -51,9 +54,11 @@ class BanditEnv(Env):
     def reset(self, key):
         f = jnp.zeros((), jnp.bool_)
         obs = jnp.ones((1,), jnp.float32)
-        return jnp.zeros(()), TimeStep(obs, jnp.zeros(()), f, f, obs, spaces.no_mask(self.action_space), {})
+        return jnp.zeros(()), TimeStep(obs=obs, reward=jnp.zeros(()), terminated=f, truncated=f, final_obs=obs,
+                                       action_mask=spaces.no_mask(self.action_space), info={})
 
     def step(self, state, action, key):
         obs = jnp.ones((1,), jnp.float32)
-        return state, TimeStep(obs, (action == 1).astype(jnp.float32), jnp.ones((), jnp.bool_),
-                               jnp.zeros((), jnp.bool_), obs, spaces.no_mask(self.action_space), {})
+        return state, TimeStep(obs=obs, reward=(action == 1).astype(jnp.float32),
+                               terminated=jnp.ones((), jnp.bool_), truncated=jnp.zeros((), jnp.bool_),
+                               final_obs=obs, action_mask=spaces.no_mask(self.action_space), info={})
