@@ -1,1 +1,4 @@
-"""pjrl_agents: PPO (and more) as one jitted `lax.scan`, on any pjrl_envs VecEnv."""
+"""pjrl_agents: shared scanned agents, the runner and the command line."""
+from pjrl_agents.policy import load_policy
+
+__all__ = ["load_policy"]

@@ -1,39 +1,263 @@
-"""The `pjrl` command line: `train`, `envs`, `eval`, `plot`."""
+"""The `pjrl` command line: `train`, `eval`, `plot`, `envs`, `algos`.
+
+`pjrl train`'s flags are generated from the dataclasses that declare them: the
+run's (`experiment.RunSpec`) and the chosen algorithm's config, each flag's
+help its field's docstring, its default the value this env would get. A
+setting is declared once, in its dataclass.
+"""
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import functools
+import inspect
 import json
 import sys
+import textwrap
 import typing
 
 from pjrl_agents.common import ConfigError
 
+RUN_FLAGS = ("env", "algo", "num_seeds", "seed", "chunks", "checkpoint_every", "tensorboard", "devices")
+"""RunSpec fields that are flags as they are; settings, env_options, sweep and wandb have flags of their own"""
 
-def _parse_setting(config_cls, text: str) -> tuple[str, object]:
-    """`NAME=VALUE` typed by the config field it names."""
-    name, sep, raw = text.partition("=")
-    name = name.strip().replace("-", "_")
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    if not sep:
-        raise ConfigError(f"--set {text!r}: write NAME=VALUE")
-    if name not in fields:
-        raise ConfigError(f"--set {name}: no such setting; settings: {', '.join(sorted(fields))}")
-    default = fields[name].default
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `pjrl: error: ...`, exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"pjrl: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+# ---------------------------------------------------------------- flags from dataclass fields
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """`{field: docstring}` from the string literal under each field of a dataclass (as tyro and Sphinx read them)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for stmt, after in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _integer(text: str) -> int:
+    """An integer, also written as 5e6 or 1_000_000."""
     try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return name, raw.lower() in ("true", "1", "yes")
-        if isinstance(default, tuple):
-            return name, tuple(int(v) for v in raw.split(",") if v)
-        if isinstance(default, int):
-            return name, int(float(raw))
-        if isinstance(default, float):
-            return name, float(raw)
-        return name, raw
+        return int(text.replace("_", ""))
     except ValueError:
-        raise ConfigError(f"--set {name}={raw!r}: expected a {type(default).__name__}") from None
+        value = float(text)
+        if not value.is_integer():
+            raise ValueError(f"{text} is not a whole number") from None
+        return int(value)
+
+
+def _integers(text: str) -> tuple:
+    """`64,64` (or `64 64`) as a tuple of integers."""
+    return tuple(_integer(v) for v in text.replace(",", " ").split())
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"{text!r} is not true or false")
+    return lowered in ("true", "1", "yes")
+
+
+def _scalar(text: str):
+    """An env option's value: an integer, a number, true/false or else the text itself."""
+    for convert in (_integer, float, _boolean):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _converter(default) -> typing.Callable[[str], typing.Any]:
+    """How to read a field's value from text, from the kind of its default."""
+    if isinstance(default, bool):
+        return _boolean
+    if isinstance(default, tuple):
+        return _integers
+    if isinstance(default, int) or default is None:
+        return _integer
+    if isinstance(default, float):
+        return float
+    return str
+
+
+def _convert(name: str, text: str, default, flag: str):
+    try:
+        return _converter(default)(text)
+    except ValueError:
+        kind = "true or false" if isinstance(default, bool) else \
+            "whole numbers, as 64,64" if isinstance(default, tuple) else f"a {type(default).__name__}"
+        raise ConfigError(f"{flag} {name}={text!r}: expected {kind}") from None
+
+
+def _add_field(group, name: str, default, doc: str) -> None:
+    """One flag for a dataclass field, `--name-with-dashes`; unset flags read None."""
+    flag = "--" + name.replace("_", "-")
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    help_text = f"{doc} (default: {shown})" if doc else f"(default: {shown})"
+    if isinstance(default, bool):
+        group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    else:
+        metavar = "N,N" if isinstance(default, tuple) else type(default).__name__.upper() if default is not None else "N"
+        group.add_argument(flag, dest=name, type=_converter(default), default=None, metavar=metavar, help=help_text)
+
+
+def _settings_listing(algorithm, env_name: str) -> str:
+    """Every setting of an algorithm with its default for `env_name`, as text (for --help of the others)."""
+    config = algorithm.default_config(env_name)
+    docs = field_docs(algorithm.config_class)
+    lines = [f"{algorithm.name} settings (with --algo {algorithm.name}; defaults for {env_name}):"]
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        lines.append(f"  --{f.name.replace('_', '-'):24s} {docs.get(f.name, '')} (default: {shown})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- train
+
+
+def _train_parser(spec, algorithm, settings_defaults) -> argparse.ArgumentParser:
+    from pjrl_agents import algorithm as algorithms
+    from pjrl_agents.experiment import RunSpec
+    others = []
+    for name in algorithms.names():
+        if name != algorithm.name:
+            try:
+                others.append(_settings_listing(algorithms.get(name), spec.env))
+            except Exception as e:  # noqa: BLE001 - one broken plug-in must not hide the help
+                others.append(f"{name}: cannot list its settings ({type(e).__name__}: {e})")
+    p = _Parser(prog="pjrl train", formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Train an agent on a named env: every seed and sweep member in one compile.\n"
+                            "Precedence: the env's defaults < --config FILE < flags and --set.",
+                epilog="\n\n".join(others))
+    run = p.add_argument_group("run")
+    docs, defaults = field_docs(RunSpec), dataclasses.asdict(spec)
+    for name in RUN_FLAGS:
+        _add_field(run, name, defaults[name], docs.get(name, ""))
+    run.add_argument("--config", metavar="FILE", help="a YAML or JSON file of run fields and settings; "
+                     "a run's run.json repeats that run exactly")
+    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/ENV-ALGO-TIME)")
+    run.add_argument("--resume", metavar="DIR", help="continue an interrupted run to its planned total")
+    run.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                     help="any setting, as its flag would: --set lr=1e-3 --set hidden_sizes=128,128")
+    run.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
+                     help=docs["sweep"] + "; several --sweep make a grid")
+    run.add_argument("--env-option", action="append", default=[], metavar="NAME=VALUE",
+                     help=docs["env_options"] + "; repeatable")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+    track = p.add_argument_group("tracking")
+    track.add_argument("--wandb", action="store_true", help="track with Weights & Biases (WANDB_MODE=offline works)")
+    track.add_argument("--wandb-project", default="pjrl", help="W&B project (default: pjrl)")
+    track.add_argument("--wandb-entity", default=None, help="W&B entity (default: yours)")
+    track.add_argument("--wandb-group", default=None, help="W&B group")
+    hosts = p.add_argument_group("several hosts (pjrl_agents.distributed)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="address of process 0 (or 'auto' on SLURM/Open MPI/Kubernetes)")
+    hosts.add_argument("--num-processes", type=int, help="processes in the run")
+    hosts.add_argument("--process-id", type=int, help="this process, 0 to P-1")
+    group = p.add_argument_group(f"{algorithm.name} settings (defaults for {spec.env})")
+    settings_docs = field_docs(algorithm.config_class)
+    for f in dataclasses.fields(settings_defaults):
+        _add_field(group, f.name, getattr(settings_defaults, f.name), settings_docs.get(f.name, ""))
+    return p
+
+
+def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{flag} {item!r}: write NAME=VALUE")
+        out.append((name.strip().replace("-", "_"), value))
+    return out
+
+
+def parse_train(argv: typing.Sequence[str]):
+    """`(spec, args)` for `pjrl train ARGV`: the RunSpec these flags (and --config) ask for."""
+    from pjrl_agents import algorithm as algorithms
+    from pjrl_agents.experiment import RunSpec, read_spec
+    pre = _Parser(prog="pjrl train", add_help=False)
+    for flag in ("--config", "--algo", "--env", "--resume"):
+        pre.add_argument(flag)
+    first, _ = pre.parse_known_args(argv)
+    spec = read_spec(first.config) if first.config else RunSpec()
+    spec.algo = first.algo or spec.algo
+    spec.env = first.env or spec.env
+    algorithm = algorithms.get(spec.algo)
+    defaults = algorithm.default_config(spec.env, **spec.settings)
+    args = _train_parser(spec, algorithm, defaults).parse_args(argv)
+
+    for name in RUN_FLAGS:
+        if getattr(args, name) is not None:
+            setattr(spec, name, getattr(args, name))
+    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    settings = dict(spec.settings)
+    settings.update({name: getattr(args, name) for name in fields if getattr(args, name) is not None})
+    for name, value in _pairs(args.set, "--set"):
+        if name not in fields:
+            raise ConfigError(f"--set {name}: {spec.algo} has no such setting; settings: {', '.join(sorted(fields))}")
+        settings[name] = _convert(name, value, fields[name], "--set")
+    spec.settings = settings
+    spec.env_options = {**spec.env_options, **{k: _scalar(v) for k, v in _pairs(args.env_option, "--env-option")}}
+    spec.sweep = list(spec.sweep) + list(args.sweep)
+    if args.wandb:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ConfigError("--wandb needs the wandb package: pip install wandb (or pip install 'pjrl[wandb]')") \
+                from None
+        spec.wandb = {"project": args.wandb_project, "entity": args.wandb_entity, "group": args.wandb_group}
+    return spec, args
+
+
+def _cmd_train(argv) -> int:
+    from pjrl_agents import distributed, runner
+    resuming = any(a == "--resume" or a.startswith("--resume=") for a in argv)
+    if not resuming:
+        spec, args = parse_train(argv)
+    else:
+        pre = _Parser(prog="pjrl train", add_help=False)
+        pre.add_argument("--resume")
+        pre.add_argument("--quiet", action="store_true")
+        for flag in ("--coordinator", "--num-processes", "--process-id"):
+            pre.add_argument(flag)
+        args, rest = pre.parse_known_args(argv)
+        if rest:
+            raise ConfigError(f"--resume continues a run as it was asked for; drop {' '.join(rest)}")
+        args.num_processes = None if args.num_processes is None else int(args.num_processes)
+        args.process_id = None if args.process_id is None else int(args.process_id)
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # before JAX starts
+    progress = None if args.quiet else print
+    if args.resume:
+        summary = runner.resume(args.resume, progress=progress)
+    else:
+        summary = runner.train(spec, out=args.out, progress=progress)
+    brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
+                                     "compile_s", "run_s", "steps_per_s", "out")}
+    for m in summary.get("members", []):
+        print(f"  {m['settings']}: final_return_mean {m['final_return_mean']:.2f}")
+    print(json.dumps(brief))
+    return 0
+
+
+# ---------------------------------------------------------------- the other commands
 
 
 def _cmd_envs(args) -> int:
@@ -43,52 +267,26 @@ def _cmd_envs(args) -> int:
     return 0
 
 
-def _cmd_train(args) -> int:
-    from pjrl_agents import distributed, runner
-    distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # before JAX starts
-    progress = None if args.quiet else print
-    if args.resume:
-        summary = runner.resume(args.resume, progress=progress)
-    else:
-        module = runner.algorithm(args.algo)
-        overrides = dict(_parse_setting(type(module.default_config()), s) for s in args.set)
-        for flag, field in (("total_timesteps", "total_timesteps"), ("num_envs", "num_envs")):
-            if getattr(args, flag) is not None:
-                overrides[field] = int(getattr(args, flag))
-        wandb = None
-        if args.wandb:
-            _require_wandb()
-            wandb = {"project": args.wandb_project, "entity": args.wandb_entity, "group": args.wandb_group}
-        summary = runner.train(args.env, args.algo, overrides, args.sweep, num_seeds=args.num_seeds,
-                               seed=args.seed, out=args.out, checkpoint_every=args.checkpoint_every,
-                               tensorboard=not args.no_tensorboard, wandb=wandb, progress=progress,
-                               devices=args.devices)
-    brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
-                                     "compile_s", "run_s", "steps_per_s", "out")}
-    for m in summary.get("members", []):
-        print(f"  {m['overrides']}: final_return_mean {m['final_return_mean']:.2f}")
-    print(json.dumps(brief))
+def _cmd_algos(args) -> int:
+    from pjrl_agents import algorithm as algorithms
+    for name in algorithms.names():
+        print(name)
     return 0
 
 
-def _require_wandb() -> None:
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        raise ConfigError("--wandb needs the wandb package: pip install wandb (or pip install 'pjrl[wandb]')") from None
-
-
 def _cmd_eval(args) -> int:
-    from pjrl_agents import evaluate, render, runner
-    run, state = runner.load(args.run_dir)
+    from pjrl_agents import evaluate, render
+    from pjrl_agents.experiment import load
+    ex, state = load(args.run_dir)
     if args.render:
-        render.check(run.spec.env, args.render)  # before the evaluation, which takes a while
-    for result in evaluate.evaluate_run(run, state, episodes=args.episodes, seed=args.seed, run_index=args.run_index):
+        ex.env.check_render(args.render)  # before the evaluation, which takes a while
+    row = ex.row(state, args.member, args.seed_index)
+    for result in evaluate.evaluate(ex.agent, row.params, row.env_state, args.seed, args.episodes):
         kind = "deterministic" if result["deterministic"] else "stochastic"
         print(f"{kind:13s} return {result['return_mean']:.2f} +- {result['return_std']:.2f} "
               f"over {result['episodes']} episodes (mean length {result['length_mean']:.1f})")
     if args.render:
-        steps = render.render_run(run, state, args.render, seed=args.seed, run_index=args.run_index)
+        steps = render.render(ex.agent, row.params, row.env_state, args.render, seed=args.seed)
         print(f"rendered one deterministic episode ({steps} steps) to {args.render}")
     return 0
 
@@ -103,77 +301,49 @@ def _cmd_plot(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pjrl", description="End-to-end JAX RL on any supported env library.")
-    sub = p.add_subparsers(dest="command")
-
-    t = sub.add_parser("train", help="train an agent on a named env (default: PPO on gymnax:CartPole-v1)")
-    t.add_argument("--env", default="gymnax:CartPole-v1", help="LIB:NAME, see `pjrl envs`")
-    t.add_argument("--algo", default="ppo", help="ppo or dqn")
-    t.add_argument("--total-timesteps", type=float, default=None, help="env steps per seed")
-    t.add_argument("--num-envs", type=int, default=None, help="parallel envs per seed")
-    t.add_argument("--num-seeds", type=int, default=1, help="seeds trained in parallel by vmap, one compile")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="run directory (default runs/ENV-ALGO-TIME)")
-    t.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="any config setting, e.g. --set lr=1e-3 --set hidden_sizes=128,128")
-    t.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
-                   help="train every value (a grid over several --sweep) in one compile")
-    t.add_argument("--quiet", action="store_true", help="no progress lines")
-    t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                   help="checkpoint every N updates (a final checkpoint is always written)")
-    t.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted run to its planned total")
-    t.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
-    t.add_argument("--wandb", action="store_true", help="track with Weights & Biases (WANDB_MODE=offline works)")
-    t.add_argument("--wandb-project", default="pjrl")
-    t.add_argument("--wandb-entity", default=None)
-    t.add_argument("--wandb-group", default=None)
-    # scale-out (pjrl_agents.distributed)
-    t.add_argument("--devices", type=int, default=None,
-                   help="devices to split the seeds (or one seed's envs) over; default: all visible")
-    t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="multi-host: address of process 0 (or 'auto' on SLURM/Open MPI/Kubernetes)")
-    t.add_argument("--num-processes", type=int, default=None, help="multi-host: processes in the run")
-    t.add_argument("--process-id", type=int, default=None, help="multi-host: this process, 0 to P-1")
-    t.set_defaults(func=_cmd_train)
+    p = _Parser(prog="pjrl", description="End-to-end JAX RL on any supported env library.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    # `train` parses its own flags (they depend on --algo and --env): see parse_train
+    sub.add_parser("train", help="train an agent on a named env (default: PPO on gymnax:CartPole-v1)", add_help=False)
 
     v = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
-    v.add_argument("run_dir")
-    v.add_argument("--episodes", type=int, default=10)
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--run-index", type=int, default=0, help="which seed (or sweep member x seed) to evaluate")
+    v.add_argument("run_dir", help="a run directory written by pjrl train")
+    v.add_argument("--episodes", type=int, default=10, help="episodes per policy (default: 10)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling (default: 0)")
+    v.add_argument("--member", type=int, default=0, help="which sweep member to evaluate (default: 0)")
+    v.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds to evaluate (default: 0)")
     v.add_argument("--render", default=None, metavar="PATH",
-                   help="also draw one episode of the deterministic policy: an HTML page for brax envs "
-                        "(PATH ending in .html), a GIF for gymnax envs (.gif)")
+                   help="also draw one episode of the deterministic policy to PATH, in a format the env draws "
+                        "(brax envs to .html, gymnax envs to .gif)")
     v.set_defaults(func=_cmd_eval)
 
     pl = sub.add_parser("plot", help="learning curves of runs to a PNG")
-    pl.add_argument("run_dirs", nargs="+")
-    pl.add_argument("--out", default="curves.png")
-    pl.add_argument("--metric", default="episode_return")
+    pl.add_argument("run_dirs", nargs="+", help="run directories")
+    pl.add_argument("--out", default="curves.png", help="the PNG to write (default: curves.png)")
+    pl.add_argument("--metric", default="episode_return", help="a logged metric (default: episode_return)")
     pl.set_defaults(func=_cmd_plot)
 
     e = sub.add_parser("envs", help="list env names, one LIB:NAME a line")
     e.add_argument("--library", default=None, help="only this library's envs")
     e.set_defaults(func=_cmd_envs)
+
+    a = sub.add_parser("algos", help="list algorithm names, one a line")
+    a.set_defaults(func=_cmd_algos)
     return p
 
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        args = build_parser().parse_args(["train", *(argv or [])])
+    argv = list(sys.argv[1:] if argv is None else argv)
     from pjrl_agents.checkpoint import CheckpointError
-    from pjrl_envs import MissingLibraryError, UnknownEnvError
+    from pjrl_envs import MissingLibraryError, OptionError, RenderError, UnknownEnvError
     try:
+        if not argv or argv[0] == "train" or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
+            return _cmd_train(argv[1:] if argv and argv[0] == "train" else argv)
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (ConfigError, UnknownEnvError, MissingLibraryError, CheckpointError) as e:
+    except (ConfigError, UnknownEnvError, MissingLibraryError, CheckpointError, OptionError, RenderError) as e:
         print(f"pjrl: error: {e}", file=sys.stderr)
         return 2
-    except TypeError as e:  # an option the adapter does not take
-        if "option" in str(e) or "argument" in str(e):
-            print(f"pjrl: error: {e}", file=sys.stderr)
-            return 2
-        raise
     except KeyboardInterrupt as e:
         print(f"pjrl: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

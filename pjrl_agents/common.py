@@ -1,4 +1,5 @@
-"""Pieces every agent shares: config errors, the standard wrapper stack, episode metrics."""
+"""Pieces every agent shares: config fields and defaults, the wrapper stack, the learning-rate
+schedule, gradient clipping, the per-update metrics and `make_train`."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +7,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
+from flax import struct
 
 from pjrl_envs import spaces, wrappers
 from pjrl_envs.core import VecEnv
@@ -13,6 +16,22 @@ from pjrl_envs.core import VecEnv
 
 class ConfigError(ValueError):
     """A config that cannot work; the message names the field and what would work."""
+
+
+def static(default):
+    """A config field that fixes shapes or the program: static under jit, not sweepable."""
+    return struct.field(pytree_node=False, default=default)
+
+
+def make_config(config_class: type, env_defaults: dict, env_name: str | None, settings: dict) -> Any:
+    """`config_class` with the env's defaults (if it has any) and then `settings` applied."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        label = config_class.__name__.removesuffix("Config")
+        raise ConfigError(f"{label} has no setting {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}  # JSON gives lists
+    return config_class(**{**env_defaults.get(env_name or "", {}), **settings})
 
 
 def require_positive(config: Any, *names: str) -> None:
@@ -57,6 +76,42 @@ def episode_metrics(info: dict, last_return: jax.Array, last_length: jax.Array, 
     length = len_sum / denom
     return (jnp.where(count > 0, ret, last_return), jnp.where(count > 0, length, last_length),
             count.astype(jnp.float32))
+
+
+def update_metrics(losses: dict, episode: dict, last_return, last_length, axis_name: str | None = None):
+    """The scalars every update reports: loss terms averaged over the update's gradient steps, and
+    the episodes that ended in its rollout. Returns `(metrics, episode_return, episode_length)`."""
+    ep_return, ep_length, episodes = episode_metrics(episode, last_return, last_length, axis_name)
+    metrics = {k: v.mean() for k, v in losses.items()}
+    if axis_name is not None:
+        metrics = jax.lax.pmean(metrics, axis_name)
+    metrics.update(episode_return=ep_return, episode_length=ep_length, episodes=episodes)
+    return metrics, ep_return, ep_length
+
+
+def learning_rate(lr, update, num_updates: int, anneal: bool):
+    """`lr`, or with `anneal` decayed linearly to zero over `num_updates` (an optax schedule; `lr` may be traced)."""
+    if not anneal:
+        return lr
+    return optax.linear_schedule(init_value=lr, end_value=0.0, transition_steps=num_updates)(update)
+
+
+def clip_gradients(grads, max_norm):
+    """Scales `grads` to global norm at most `max_norm` (optax's rule); `max_norm = 0` leaves them as they are."""
+    clipped, _ = optax.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())
+    return jax.tree.map(lambda c, g: jnp.where(max_norm > 0, c, g), clipped, grads)
+
+
+def make_train(agent):
+    """`train(key, config=None) -> (state, metrics)`: `agent.init` then `agent.num_updates` updates in
+    one `lax.scan`; metrics are `(num_updates,)` per name. `config` may carry traced numbers (sweeps);
+    its sizes must equal the agent's."""
+
+    def train(key: jax.Array, config=None):
+        state = agent.init(key, config)
+        return jax.lax.scan(lambda s, _: agent.update(s), state, None, agent.num_updates)
+
+    return train
 
 
 def numeric_fields(config: Any) -> list[str]:

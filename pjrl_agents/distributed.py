@@ -1,11 +1,13 @@
 """One training run over many devices and hosts, with JAX's own sharding.
 
-    plan = distributed.plan(4, config, num_seeds=8, module=ppo)  # checks counts, compiles nothing
-    env = pjrl_envs.make(name, num_envs=plan.num_envs)           # this device's envs
-    agent = plan.agent(ppo, config, env)
-    keys, configs = plan.put(keys, configs)                      # (runs, ...) onto the mesh
+    plan = distributed.plan(4, num_envs=8, runs=8, members=1, splits_envs=True)  # checks counts, compiles nothing
+    env = pjrl_envs.make(name, num_envs=plan.num_envs)       # this device's envs
+    agent = ppo.PPO(plan.local(config), env, axis_name=plan.axis_name)
+    keys, configs = plan.put(keys, configs)                  # (runs, ...) onto the mesh
     init = plan.jit(agent.init, in_axes=(0, 0), one_run_at_a_time=True)
-    state = init(keys, configs)                                  # sharded over the 4 devices
+    state = init(keys, configs)                              # sharded over the 4 devices
+
+`pjrl_agents.experiment.build` does all of this for a run spec.
 
 Devices form a 1-D mesh with one axis, `AXIS`. Two layouts, picked by the run count:
 
@@ -38,12 +40,12 @@ More than one device in a process with a host env is refused.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
-from typing import Any, Callable
+from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -117,48 +119,55 @@ def is_main_process() -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """How one run is laid out over devices. Build it with `plan(...)`."""
+    """How one run is laid out over devices. Build it with `plan(...)` (or `restore_plan` to read a checkpoint)."""
 
-    mesh: Mesh | None
-    """1-D mesh over the devices used; None on one device"""
     layout: str
     """'single' (one device), 'seeds' (runs split) or 'envs' (one run's envs split)"""
+    num_devices: int
     num_envs: int
     """envs each device steps (the whole `num_envs` unless the layout is 'envs')"""
+    mesh: Mesh | None = None
+    """1-D mesh over the devices used; None on one device, and when only reading a checkpoint"""
 
     @property
-    def num_devices(self) -> int:
-        return 1 if self.mesh is None else self.mesh.size
+    def axis_name(self) -> str | None:
+        """The mesh axis an agent averages over: only in the 'envs' layout, on a mesh."""
+        return AXIS if self.layout == "envs" and self.mesh is not None else None
 
-    def agent(self, module, config, env):
-        """`module.Agent` for this device's share; in the 'envs' layout it averages over the mesh."""
-        if self.mesh is not None and _uses_host_callbacks(env):
-            local = len([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()])
-            if local > 1:
-                raise ConfigError(
-                    f"this env steps on the host, one pool per process, so each process drives one device, "
-                    f"not {local}: use --devices 1, or start one process per device "
-                    f"(--coordinator HOST:PORT --num-processes P --process-id I)")
-        if self.layout != "envs":
-            return module.Agent(config, env)
-        d = self.num_devices
-        local = config.replace(num_envs=config.num_envs // d, total_timesteps=config.total_timesteps // d)
-        agent = module.Agent(local, env, axis_name=AXIS)
-        agent.steps_per_update = config.batch_size  # progress and summaries count every device's envs
-        return agent
+    @property
+    def env_share(self) -> int:
+        """How many devices one run's envs are split over (1 unless the layout is 'envs')."""
+        return self.num_devices if self.layout == "envs" else 1
+
+    def local(self, config):
+        """The config of one device's share of a run: num_envs and total_timesteps divided in the 'envs' layout."""
+        d = self.env_share
+        if d == 1:
+            return config
+        return config.replace(num_envs=config.num_envs // d, total_timesteps=config.total_timesteps // d)
+
+    def check_env(self, env) -> None:
+        """Refuses a host env (stepped through callbacks, one pool per process) on several local devices."""
+        if self.mesh is None or not env.host_callbacks:
+            return
+        local = len([d for d in self.mesh.devices.flat if d.process_index == jax.process_index()])
+        if local > 1:
+            raise ConfigError(
+                f"this env steps on the host, one pool per process, so each process drives one device, "
+                f"not {local}: use --devices 1, or start one process per device "
+                f"(--coordinator HOST:PORT --num-processes P --process-id I)")
 
     def put(self, *trees):
         """Places per-run inputs `(runs, ...)` on the mesh (tiled to `(D, ...)` in the 'envs' layout)."""
-        if self.mesh is None:
-            return trees if len(trees) > 1 else trees[0]
-        sharding = NamedSharding(self.mesh, P(AXIS))
-        d = self.num_devices
+        d = self.env_share
 
         def place(x):
             x = np.asarray(x)
-            if self.layout == "envs":
+            if d > 1:
                 x = np.repeat(x, d, axis=0)
-            return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+            if self.mesh is None:
+                return jnp.asarray(x)
+            return jax.make_array_from_callback(x.shape, NamedSharding(self.mesh, P(AXIS)), lambda index: x[index])
 
         placed = tuple(jax.tree.map(place, t) for t in trees)
         return placed if len(placed) > 1 else placed[0]
@@ -203,13 +212,42 @@ def _loop(fn: Callable, in_axes: tuple) -> Callable:
     return looped
 
 
-def plan(devices: int | None, config: Any, num_seeds: int = 1, members: int = 1, module: Any = None) -> Plan:
-    """Lays `members x num_seeds` runs of `config` over `devices`; raises ConfigError before anything compiles.
+def layout(devices: int, num_envs: int, num_seeds: int, members: int, splits_envs: bool) -> tuple[str, int]:
+    """`(layout, envs per device)` of `members x num_seeds` runs on `devices`; ConfigError if they do not divide.
+
+    Several runs split over the devices when they divide; one run splits its
+    `num_envs` (for an algorithm whose agent averages over a mesh axis).
+    """
+    runs = members * num_seeds
+    if devices == 1:
+        return "single", num_envs
+    if runs > 1:
+        if runs % devices:
+            step = devices // math.gcd(members, devices)  # num_seeds must be a multiple of this
+            lower, upper = num_seeds // step * step, (num_seeds // step + 1) * step
+            fits = " or ".join(f"num_seeds={n}" for n in (lower, upper) if n > 1)
+            runs_text = f"{runs} runs ({members} sweep members x {num_seeds} seeds) do" if members > 1 else \
+                f"num_seeds={num_seeds} does"
+            raise ConfigError(f"{runs_text} not divide over {devices} devices; use {fits}, "
+                              f"or --devices {max(d for d in divisors(runs) if d <= devices)}")
+        return "seeds", num_envs
+    if not splits_envs:
+        raise ConfigError(f"this algorithm cannot split one seed's envs over devices; use --num-seeds {devices} "
+                          f"(seeds split over devices) or --devices 1")
+    if num_envs % devices:
+        lower, upper = num_envs // devices * devices, (num_envs // devices + 1) * devices
+        fits = " or ".join(f"num_envs={k}" for k in (lower, upper) if k > 0)
+        raise ConfigError(f"num_envs={num_envs} does not divide over {devices} devices (one seed splits its envs); "
+                          f"use {fits}")
+    return "envs", num_envs // devices
+
+
+def plan(devices: int | None, num_envs: int, num_seeds: int = 1, members: int = 1,
+         splits_envs: bool = False) -> Plan:
+    """Lays `members x num_seeds` runs over `devices` visible devices; raises ConfigError before anything compiles.
 
     `devices=None` uses every device of the default backend (every process's
-    devices in a multi-process run). Several runs split over the devices when
-    they divide; one run splits its `num_envs` (which needs an agent whose
-    `Agent` takes `axis_name`, found in `module`).
+    devices in a multi-process run).
     """
     visible = jax.devices()
     if devices is None:
@@ -223,40 +261,14 @@ def plan(devices: int | None, config: Any, num_seeds: int = 1, members: int = 1,
     if jax.process_count() > 1 and devices != len(visible):
         raise ConfigError(f"--devices {devices}: a run over {jax.process_count()} processes uses all "
                           f"{len(visible)} of their devices; leave --devices out")
-    if devices == 1:
-        return Plan(None, "single", config.num_envs)
-    mesh = Mesh(np.asarray(visible[:devices]), (AXIS,))
-    runs = members * num_seeds
-    if runs > 1:
-        if runs % devices:
-            step = devices // math.gcd(members, devices)  # num_seeds must be a multiple of this
-            lower, upper = num_seeds // step * step, (num_seeds // step + 1) * step
-            fits = " or ".join(f"num_seeds={n}" for n in (lower, upper) if n > 1)
-            runs_text = f"{runs} runs ({members} sweep members x {num_seeds} seeds) do" if members > 1 else \
-                f"num_seeds={num_seeds} does"
-            raise ConfigError(f"{runs_text} not divide over {devices} devices; use {fits}, "
-                              f"or --devices {max(d for d in divisors(runs) if d <= devices)}")
-        return Plan(mesh, "seeds", config.num_envs)
-
-    # one run: split its envs; every device needs whole minibatches
-    name = getattr(module, "__name__", "this algorithm").rsplit(".", 1)[-1]
-    if module is not None and "axis_name" not in inspect.signature(module.Agent).parameters:
-        raise ConfigError(f"{name} cannot split one seed's envs over devices; use --num-seeds {devices} "
-                          f"(seeds split over devices) or --devices 1")
-    n = config.num_envs
-    if n % devices:
-        lower, upper = n // devices * devices, (n // devices + 1) * devices
-        fits = " or ".join(f"num_envs={k}" for k in (lower, upper) if k > 0)
-        raise ConfigError(f"num_envs={n} does not divide over {devices} devices (one seed splits its envs); "
-                          f"use {fits}")
-    local_batch = n // devices * config.num_steps
-    if local_batch % config.num_minibatches:
-        ok = [k for k in divisors(local_batch) if k <= 64]
-        raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide each device's batch "
-                          f"(num_envs/{devices} x num_steps = {local_batch}); use one of {ok}")
-    return Plan(mesh, "envs", n // devices)
+    kind, local_envs = layout(devices, num_envs, num_seeds, members, splits_envs)
+    mesh = None if devices == 1 else Mesh(np.asarray(visible[:devices]), (AXIS,))
+    return Plan(kind, devices, local_envs, mesh)
 
 
-def _uses_host_callbacks(env) -> bool:
-    """Whether `env.reset` calls back into the host (a host env such as envpool)."""
-    return "callback" in str(jax.make_jaxpr(env.reset)(jax.random.PRNGKey(0)))
+def restore_plan(devices: int, num_envs: int, num_seeds: int = 1, members: int = 1,
+                 splits_envs: bool = False) -> Plan:
+    """The layout a run was trained with, on no mesh: enough to read its checkpoint in one process
+    with any number of devices (the state comes back whole, not sharded)."""
+    kind, local_envs = layout(devices, num_envs, num_seeds, members, splits_envs)
+    return Plan(kind, devices, local_envs, None)

@@ -15,7 +15,6 @@ respected by the greedy argmax, by exploration and by the max in the target.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -25,14 +24,13 @@ import optax
 from flax import struct
 from flax.linen.initializers import constant
 
-from pjrl_agents.common import ConfigError, divisors, episode_metrics, require_positive, wrap_env
+from pjrl_agents.algorithm import Algorithm
+from pjrl_agents.common import (ConfigError, clip_gradients, divisors, learning_rate, make_config, require_positive,
+                                static, update_metrics, wrap_env)
+from pjrl_agents.common import make_train as _make_train
 from pjrl_agents.networks import MLP, flatten_obs, orthogonal
 from pjrl_envs import MissingLibraryError, spaces
 from pjrl_envs.core import VecEnv
-
-
-def _static(default):
-    return struct.field(pytree_node=False, default=default)
 
 
 @struct.dataclass
@@ -43,32 +41,32 @@ class DQNConfig:
     """
 
     # -- sizes and switches: static, they fix shapes or the program
-    total_timesteps: int = _static(500_000)
+    total_timesteps: int = static(500_000)
     """env steps per seed, over all envs"""
-    num_envs: int = _static(10)
+    num_envs: int = static(10)
     """parallel environments per seed"""
-    num_steps: int = _static(10)
+    num_steps: int = static(10)
     """steps each env takes per update (one row of metrics); then the update's gradient steps run"""
-    buffer_size: int = _static(10_000)
+    buffer_size: int = static(10_000)
     """replay capacity in transitions, over all envs"""
-    batch_size: int = _static(128)
+    batch_size: int = static(128)
     """transitions per gradient step"""
-    train_interval: int = _static(10)
+    train_interval: int = static(10)
     """env steps per gradient step; must divide num_envs x num_steps"""
-    target_update_interval: int = _static(500)
+    target_update_interval: int = static(500)
     """env steps between target-network updates, made after the update that passes each multiple
     (so at most one per update; with Polyak averaging set it to num_envs x num_steps for one every update)"""
-    n_step: int = _static(1)
+    n_step: int = static(1)
     """length of the bootstrapped return"""
-    double_q: bool = _static(False)
+    double_q: bool = static(False)
     """pick the next action with the online network, value it with the target network"""
-    loss: str = _static("mse")
+    loss: str = static("mse")
     """mse (squared TD error, as PureJaxRL) or huber (delta 1)"""
-    hidden_sizes: tuple = _static((120, 84))
+    hidden_sizes: tuple = static((120, 84))
     """Q-network MLP widths"""
-    activation: str = _static("relu")
+    activation: str = static("relu")
     """tanh, relu, gelu or silu"""
-    anneal_lr: bool = _static(False)
+    anneal_lr: bool = static(False)
     """decay the learning rate linearly to zero over training"""
     # -- numbers: traced, sweepable
     learning_starts: int = 10_000
@@ -90,6 +88,7 @@ class DQNConfig:
 
     @property
     def steps_per_update(self) -> int:
+        """env steps in one update: num_envs x num_steps"""
         return self.num_envs * self.num_steps
 
     @property
@@ -118,13 +117,9 @@ for _game in ("Asterix", "Breakout", "Freeway", "SpaceInvaders"):
     ENV_DEFAULTS[f"gymnax:{_game}-MinAtar"] = dict(_MINATAR)
 
 
-def default_config(env_name: str | None = None, **overrides) -> DQNConfig:
-    """DQNConfig with the env's defaults (if it has any) and then `overrides` applied."""
-    names = {f.name for f in dataclasses.fields(DQNConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(f"DQN has no setting {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
-    return DQNConfig(**{**ENV_DEFAULTS.get(env_name or "", {}), **overrides})
+def default_config(env_name: str | None = None, **settings) -> DQNConfig:
+    """DQNConfig with the env's defaults (if it has any) and then `settings` applied."""
+    return make_config(DQNConfig, ENV_DEFAULTS, env_name, settings)
 
 
 def validate(config: DQNConfig, env: VecEnv | None = None) -> None:
@@ -298,7 +293,10 @@ class DQN:
     steps one after another. The target network follows when an interval is due.
     """
 
-    def __init__(self, config: DQNConfig, env: VecEnv):
+    def __init__(self, config: DQNConfig, env: VecEnv, axis_name: str | None = None):
+        if axis_name is not None:
+            raise ConfigError("DQN cannot split one seed's envs over devices; use --num-seeds N (seeds split "
+                              "over devices) or --devices 1")
         validate(config, env)
         try:
             import flashbax  # only DQN needs it
@@ -352,20 +350,18 @@ class DQN:
                                        -1)[..., 0]
         return masked_max(q_target, mask)
 
-    def _gradient_step(self, carry, batch: Sample, lr, config: DQNConfig):
+    def _gradient_step(self, carry, batch: Sample, lr, hp: DQNConfig):
         params, opt_state = carry
 
         # TD TARGET: the target network's Q was computed for all of this update's batches at once
         next_value = self._next_value(params, batch.q_next, batch.next_obs, batch.next_mask)
-        target = td_target(batch.reward, batch.terminated, batch.truncated, batch.final_value, next_value,
-                           config.gamma)
+        target = td_target(batch.reward, batch.terminated, batch.truncated, batch.final_value, next_value, hp.gamma)
 
         # UPDATE NETWORK
         grads, metrics = jax.grad(q_loss, has_aux=True)(
             params, self.network.apply, batch.obs, batch.action, target, self.config.loss)
-        norm = optax.tree.norm(grads)
-        clip = jnp.where(config.max_grad_norm > 0, jnp.minimum(1.0, config.max_grad_norm / (norm + 1e-6)), 1.0)
-        updates, opt_state = self.optimizer.update(jax.tree.map(lambda g: g * clip, grads), opt_state)
+        grads = clip_gradients(grads, hp.max_grad_norm)
+        updates, opt_state = self.optimizer.update(grads, opt_state)
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return (params, opt_state), metrics
 
@@ -382,14 +378,17 @@ class DQN:
                       q_next.reshape(shape + q_next.shape[1:]))
 
     def update(self, state: DQNState) -> tuple[DQNState, dict]:
-        """`num_steps` steps of every env into the buffer, then `gradient_steps` gradient steps."""
-        config = state.config
+        """`num_steps` steps of every env into the buffer, then `gradient_steps` gradient steps.
+
+        Numbers come from the traced `state.config` (`hp`), sizes from the static `self.config`.
+        """
+        hp, sizes = state.config, self.config
         key, rollout_key, learn_key = jax.random.split(state.key, 3)
         start = state.timesteps
 
         # COLLECT TRANSITIONS
         state, (traj, final_obs, episode) = jax.lax.scan(
-            self._env_step, state, jax.random.split(rollout_key, self.config.num_steps))
+            self._env_step, state, jax.random.split(rollout_key, sizes.num_steps))
 
         # VALUE THE PRE-RESET OBSERVATIONS in one pass: a scalar each, used where truncated. The mask
         # of a final_obs after a reset is gone, so all actions count.
@@ -400,32 +399,27 @@ class DQN:
         buffer = self.buffer.add(state.buffer, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj))
 
         # LEARN, once learning_starts env steps are in and the buffer holds a full n-step sequence
-        warm = self.config.num_envs * (self.config.n_step + 1)
-        learning = (state.timesteps >= config.learning_starts) & (state.timesteps >= warm)
-        zeros = {k: jnp.zeros((self.config.gradient_steps,), jnp.float32) for k in ("loss", "q_value", "td_error")}
-
-        lr = config.lr
-        if self.config.anneal_lr:
-            lr = lr * (1.0 - start / self.config.total_timesteps)
+        warm = sizes.num_envs * (sizes.n_step + 1)
+        learning = (state.timesteps >= hp.learning_starts) & (state.timesteps >= warm)
+        zeros = {k: jnp.zeros((sizes.gradient_steps,), jnp.float32) for k in ("loss", "q_value", "td_error")}
+        lr = learning_rate(hp.lr, state.update, self.num_updates, sizes.anneal_lr)
 
         def learn(carry):
             batches = self._sample(buffer, learn_key, state.target_params)
-            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, lr, config), carry, batches)
+            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, lr, hp), carry, batches)
 
         (params, opt_state), losses = jax.lax.cond(
             learning, learn, lambda carry: (carry, zeros), (state.params, state.opt_state))
 
         # UPDATE TARGET NETWORK after the update in which an interval boundary was crossed
-        interval = self.config.target_update_interval
+        interval = sizes.target_update_interval
         due = state.timesteps // interval != start // interval
-        target_params = jax.tree.map(lambda t, p: jnp.where(due, t + config.tau * (p - t), t),
+        target_params = jax.tree.map(lambda t, p: jnp.where(due, t + hp.tau * (p - t), t),
                                      state.target_params, params)
 
         # METRICS: a few scalars per update
-        ep_return, ep_length, episodes = episode_metrics(episode, state.episode_return, state.episode_length)
-        metrics = {k: v.mean() for k, v in losses.items()}
-        metrics.update(episode_return=ep_return, episode_length=ep_length, episodes=episodes,
-                       epsilon=epsilon(config, state.timesteps), learning=learning.astype(jnp.float32))
+        metrics, ep_return, ep_length = update_metrics(losses, episode, state.episode_return, state.episode_length)
+        metrics.update(epsilon=epsilon(hp, state.timesteps), learning=learning.astype(jnp.float32))
         # Q of the observation the next rollout starts from, under the new params
         q = self.network.apply(params, state.obs)
         state = state._replace(params=params, target_params=target_params, opt_state=opt_state, buffer=buffer,
@@ -441,19 +435,10 @@ class DQN:
         return epsilon_greedy(key, q, mask, self.config.epsilon_finish).astype(self.action_space.dtype)
 
 
-Agent = DQN
-
-
 def make_train(config: DQNConfig, env: VecEnv):
-    """`train(key, config=None) -> (DQNState, metrics)`, metrics `(num_updates,)` per name.
+    """`train(key, config=None) -> (DQNState, metrics)`, metrics `(num_updates,)` per name (see common.make_train)."""
+    return _make_train(DQN(config, env))
 
-    `config` passed to `train` may carry traced numbers (for sweeps); its sizes
-    must equal those `make_train` was given.
-    """
-    agent = DQN(config, env)
 
-    def train(key: jax.Array, config: DQNConfig | None = None):
-        state = agent.init(key, config)
-        return jax.lax.scan(lambda s, _: agent.update(s), state, None, agent.num_updates)
-
-    return train
+ALGORITHM = Algorithm(name="dqn", config_class=DQNConfig, default_config=default_config, validate=validate,
+                      make_agent=DQN, splits_envs=False, env_defaults=ENV_DEFAULTS)

@@ -1,63 +1,70 @@
-"""Evaluates a checkpointed policy: mean and std of episodic return over N episodes."""
+"""Evaluates a policy: the returns of a number of whole episodes, greedy and sampled.
+
+One rollout (`pjrl_envs.rollout`) serves here, in `render`, in the examples
+and in `check_env`; this module only counts the episodes it ends.
+"""
 from __future__ import annotations
 
-import dataclasses
+from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from pjrl_envs import wrappers
+import pjrl_envs
 
 
-def carry_statistics(fresh, trained):
-    """`fresh` env state with the normaliser statistics of `trained` (same wrapper stack)."""
-    if isinstance(fresh, (wrappers.NormalizeObservationState, wrappers.NormalizeRewardState)):
-        fresh = fresh.replace(moments=trained.moments)
-    if dataclasses.is_dataclass(fresh) and hasattr(fresh, "inner"):
-        return fresh.replace(inner=carry_statistics(fresh.inner, trained.inner))
-    return fresh
+def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episodes: int = 10, start: Any = None,
+             chunk: int = 500, max_steps: int = 1_000_000) -> dict[str, np.ndarray]:
+    """Steps `env` (which records episode statistics) with `policy(obs, mask, key)` until `num_episodes` end.
 
-
-def evaluate(agent, params, trained_env_state, key, episodes: int = 10, deterministic: bool = True,
-             chunk: int = 500, max_steps: int = 1_000_000) -> dict:
-    """Runs `agent.act` in `agent.env` until `episodes` episodes end; returns their statistics."""
-    env = agent.env
-
-    @jax.jit
-    def run(env_state, obs, mask, key):
-        def body(carry, k):
-            env_state, obs, mask = carry
-            act_key, step_key = jax.random.split(k)
-            action = agent.act(params, obs, mask, None if deterministic else act_key)
-            env_state, ts = env.step(env_state, action, step_key)
-            return (env_state, ts.obs, ts.action_mask), (ts.info["returned_episode"], ts.info["episode_return"],
-                                                         ts.info["episode_length"])
-        return jax.lax.scan(body, (env_state, obs, mask), jax.random.split(key, chunk))
-
+    `start`: the `(state, timestep)` to begin from (default: a reset with a key
+    split from `key`). Runs jitted chunks of `chunk` steps, at most `max_steps`
+    env steps in all. Returns `{"returns", "lengths"}` of the first episodes
+    that ended, in the order they ended.
+    """
     key, reset_key = jax.random.split(key)
-    env_state, ts = env.reset(reset_key)
-    env_state = carry_statistics(env_state, trained_env_state)
-    carry = (env_state, ts.obs, ts.action_mask)
+    carry = env.reset(reset_key) if start is None else start
+    run = _chunk_runner(env, policy, chunk)
     returns, lengths, steps = [], [], 0
-    while len(returns) < episodes and steps < max_steps:
-        key, k = jax.random.split(key)
-        carry, (done, ret, length) = run(*carry, k)
+    while len(returns) < num_episodes and steps < max_steps:
+        key, chunk_key = jax.random.split(key)
+        carry, (done, ret, length) = run(carry, chunk_key)
         done, ret, length = map(np.asarray, (done, ret, length))
         returns += ret[done].tolist()
         lengths += length[done].tolist()
         steps += chunk * env.num_envs
-    returns, lengths = np.asarray(returns[:episodes]), np.asarray(lengths[:episodes])
-    return {"episodes": int(returns.size), "deterministic": deterministic,
-            "return_mean": float(returns.mean()) if returns.size else float("nan"),
-            "return_std": float(returns.std()) if returns.size else float("nan"),
-            "length_mean": float(lengths.mean()) if lengths.size else float("nan")}
+    return {"returns": np.asarray(returns[:num_episodes]), "lengths": np.asarray(lengths[:num_episodes])}
 
 
-def evaluate_run(run, state, episodes: int = 10, seed: int = 0, run_index: int = 0) -> list[dict]:
-    """Both the deterministic and the stochastic policy of one run (seed/member) of a loaded run."""
-    pick = lambda x: x[run_index]
-    params = jax.tree.map(pick, state.params)
-    env_state = jax.tree.map(pick, state.env_state)
-    key = jax.random.PRNGKey(seed)
-    return [evaluate(run.agent, params, env_state, key, episodes, deterministic=d) for d in (True, False)]
+def _chunk_runner(env, policy, chunk):
+    def record(before, action, after, ts):
+        return ts.info["returned_episode"], ts.info["episode_return"], ts.info["episode_length"]
+
+    return jax.jit(lambda carry, key: pjrl_envs.rollout(env, policy, key, chunk, start=carry, record=record))
+
+
+def evaluate(agent, params, trained_env_state, seed: int = 0, num_episodes: int = 10) -> list[dict]:
+    """The greedy and the sampled policy of `agent` with `params`, each over `num_episodes` episodes.
+
+    Fresh envs from `seed`, carrying the normaliser statistics of `trained_env_state`
+    (one run's env state), so observations are scaled as in training.
+    """
+    env, results = agent.env, []
+    for deterministic in (True, False):
+        key, reset_key = jax.random.split(jax.random.PRNGKey(seed))
+        state, ts = jax.jit(env.reset)(reset_key)
+        start = (env.carry_statistics(state, trained_env_state), ts)
+        policy = _agent_policy(agent, params, deterministic)
+        out = episodes(env, policy, key, num_episodes, start=start)
+        ret, length = out["returns"], out["lengths"]
+        results.append({"episodes": int(ret.size), "deterministic": deterministic,
+                        "return_mean": float(ret.mean()) if ret.size else float("nan"),
+                        "return_std": float(ret.std()) if ret.size else float("nan"),
+                        "length_mean": float(length.mean()) if length.size else float("nan")})
+    return results
+
+
+def _agent_policy(agent, params, deterministic: bool):
+    if deterministic:
+        return lambda obs, mask, key: agent.act(params, obs, mask, None)
+    return lambda obs, mask, key: agent.act(params, obs, mask, key)

@@ -11,7 +11,6 @@ over a stacked config trains a population of hyperparameters in one call.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -19,15 +18,14 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pjrl_agents.common import ConfigError, divisors, episode_metrics, require_positive, wrap_env
+from pjrl_agents.algorithm import Algorithm
+from pjrl_agents.common import (ConfigError, clip_gradients, divisors, learning_rate, make_config, require_positive,
+                                static, update_metrics, wrap_env)
+from pjrl_agents.common import make_train as _make_train
 from pjrl_agents.distributions import Categorical, DiagGaussian, MultiCategorical
 from pjrl_agents.networks import TORSOS, ActorCritic, choose_torso
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
-
-
-def _static(default):
-    return struct.field(pytree_node=False, default=default)
 
 
 @struct.dataclass
@@ -35,27 +33,27 @@ class PPOConfig:
     """PPO settings. Defaults are PureJaxRL's CartPole ones, so results compare one to one."""
 
     # -- sizes and switches: static, they fix shapes or the program
-    total_timesteps: int = _static(500_000)
+    total_timesteps: int = static(500_000)
     """env steps per seed, over all envs"""
-    num_envs: int = _static(4)
+    num_envs: int = static(4)
     """parallel environments per seed"""
-    num_steps: int = _static(128)
+    num_steps: int = static(128)
     """steps each env takes per rollout"""
-    update_epochs: int = _static(4)
+    update_epochs: int = static(4)
     """passes over each rollout"""
-    num_minibatches: int = _static(4)
+    num_minibatches: int = static(4)
     """minibatches per epoch; must divide num_envs * num_steps"""
-    hidden_sizes: tuple = _static((64, 64))
+    hidden_sizes: tuple = static((64, 64))
     """actor and critic MLP widths"""
-    activation: str = _static("tanh")
+    activation: str = static("tanh")
     """tanh, relu, gelu or silu"""
-    torso: str = _static("auto")
+    torso: str = static("auto")
     """auto (a small CNN for image-like observations such as MinAtar's 10x10xC, else an MLP), mlp or cnn"""
-    anneal_lr: bool = _static(True)
+    anneal_lr: bool = static(True)
     """decay the learning rate linearly to zero over training"""
-    normalize_obs: bool = _static(False)
+    normalize_obs: bool = static(False)
     """standardise observations with running statistics (kept in the env state)"""
-    normalize_reward: bool = _static(False)
+    normalize_reward: bool = static(False)
     """scale rewards by the running std of the discounted return"""
     # -- numbers: traced, sweepable
     lr: float = 2.5e-4
@@ -74,16 +72,17 @@ class PPOConfig:
     """global gradient-norm clip"""
 
     @property
-    def batch_size(self) -> int:
+    def steps_per_update(self) -> int:
+        """env steps in one rollout: num_envs x num_steps"""
         return self.num_envs * self.num_steps
 
     @property
     def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
+        return self.steps_per_update // self.num_minibatches
 
     @property
     def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
+        return self.total_timesteps // self.steps_per_update
 
 
 # Per-env defaults where PureJaxRL's CartPole settings do not fit (as RL Zoo keeps them).
@@ -105,25 +104,21 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def default_config(env_name: str | None = None, **overrides) -> PPOConfig:
-    """PPOConfig with the env's defaults (if it has any) and then `overrides` applied."""
-    names = {f.name for f in dataclasses.fields(PPOConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(f"PPO has no setting {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
-    return PPOConfig(**{**ENV_DEFAULTS.get(env_name or "", {}), **overrides})
+def default_config(env_name: str | None = None, **settings) -> PPOConfig:
+    """PPOConfig with the env's defaults (if it has any) and then `settings` applied."""
+    return make_config(PPOConfig, ENV_DEFAULTS, env_name, settings)
 
 
 def validate(config: PPOConfig, env: VecEnv | None = None) -> None:
     """Raises ConfigError naming the field, before anything compiles."""
     require_positive(config, "total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches")
-    if config.batch_size % config.num_minibatches:
-        ok = [d for d in divisors(config.batch_size) if d <= 64]
+    if config.steps_per_update % config.num_minibatches:
+        ok = [d for d in divisors(config.steps_per_update) if d <= 64]
         raise ConfigError(f"num_minibatches={config.num_minibatches} does not divide num_envs x num_steps = "
-                          f"{config.batch_size}; use one of {ok}")
+                          f"{config.steps_per_update}; use one of {ok}")
     if config.num_updates < 1:
         raise ConfigError(f"total_timesteps={config.total_timesteps} is less than one rollout "
-                          f"(num_envs x num_steps = {config.batch_size})")
+                          f"(num_envs x num_steps = {config.steps_per_update})")
     if config.activation not in ("tanh", "relu", "gelu", "silu"):
         raise ConfigError(f"activation={config.activation!r}; use tanh, relu, gelu or silu")
     if config.torso not in TORSOS:
@@ -276,7 +271,7 @@ class PPO:
         self._env_action = (lambda a: a.reshape(a.shape[:1] + space.shape)) if continuous else (lambda a: a)
         self.optimizer = optax.scale_by_adam(eps=1e-5)
         self.num_updates = config.num_updates
-        self.steps_per_update = config.batch_size
+        self.steps_per_update = config.steps_per_update
 
     def init(self, key: jax.Array, config: PPOConfig | None = None) -> PPOState:
         config = self.config if config is None else config
@@ -310,55 +305,51 @@ class PPO:
                                actor_out=actor_out, value=values[:n])
         return state, (transition, episode)
 
-    def _minibatch_step(self, carry, batch: Batch, lr, config: PPOConfig):
+    def _minibatch_step(self, carry, batch: Batch, lr, hp: PPOConfig):
         params, opt_state = carry
         grads, metrics = jax.grad(ppo_loss, has_aux=True)(
-            params, self.network.apply, self.dist, batch, config.clip_eps, config.vf_coef, config.ent_coef,
-            self.axis_name)
+            params, self.network.apply, self.dist, batch, hp.clip_eps, hp.vf_coef, hp.ent_coef, self.axis_name)
         if self.axis_name is not None:  # one agent over the mesh: average every device's gradient
             grads = jax.lax.pmean(grads, self.axis_name)
-        grads, _ = optax.clip_by_global_norm(config.max_grad_norm).update(grads, optax.EmptyState())
+        grads = clip_gradients(grads, hp.max_grad_norm)
         updates, opt_state = self.optimizer.update(grads, opt_state)
         params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
         return (params, opt_state), metrics
 
     def update(self, state: PPOState) -> tuple[PPOState, dict]:
-        """One rollout of `num_steps` and `update_epochs` passes of minibatch SGD over it."""
-        config = state.config
+        """One rollout of `num_steps` and `update_epochs` passes of minibatch SGD over it.
+
+        Numbers come from the traced `state.config` (`hp`), sizes from the static `self.config`.
+        """
+        hp, sizes = state.config, self.config
         key, rollout_key, shuffle_key = jax.random.split(state.key, 3)
         rollout_key, shuffle_key = self._per_device(rollout_key), self._per_device(shuffle_key)
 
         # COLLECT TRAJECTORIES
         state, (traj, episode) = jax.lax.scan(
-            self._env_step, state, jax.random.split(rollout_key, self.config.num_steps))
+            self._env_step, state, jax.random.split(rollout_key, sizes.num_steps))
 
         # CALCULATE ADVANTAGE
         advantages, targets = compute_gae(traj.reward, traj.value, traj.next_value, traj.terminated,
-                                          traj.truncated, config.gamma, config.gae_lambda)
+                                          traj.truncated, hp.gamma, hp.gae_lambda)
         flat = Batch(traj.obs, traj.mask, traj.action, traj.log_prob, traj.value, advantages, targets)
         flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), flat)
 
         # UPDATE NETWORK
-        lr = config.lr
-        if self.config.anneal_lr:
-            lr = lr * (1.0 - state.update.astype(jnp.float32) / self.num_updates)
-        mb = self.config.num_minibatches
+        lr = learning_rate(hp.lr, state.update, self.num_updates, sizes.anneal_lr)
+        mb = sizes.num_minibatches
 
         def epoch(carry, key):
-            perm = jax.random.permutation(key, self.config.batch_size)
+            perm = jax.random.permutation(key, sizes.steps_per_update)
             minibatches = jax.tree.map(lambda x: jnp.take(x, perm, 0).reshape((mb, -1) + x.shape[1:]), flat)
-            return jax.lax.scan(lambda c, b: self._minibatch_step(c, b, lr, config), carry, minibatches)
+            return jax.lax.scan(lambda c, b: self._minibatch_step(c, b, lr, hp), carry, minibatches)
 
         (params, opt_state), losses = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(shuffle_key, self.config.update_epochs))
+            epoch, (state.params, state.opt_state), jax.random.split(shuffle_key, sizes.update_epochs))
 
         # METRICS: a few scalars per update
-        ep_return, ep_length, episodes = episode_metrics(episode, state.episode_return, state.episode_length,
-                                                         self.axis_name)
-        metrics = {k: v.mean() for k, v in losses.items()}
-        if self.axis_name is not None:
-            metrics = jax.lax.pmean(metrics, self.axis_name)
-        metrics.update(episode_return=ep_return, episode_length=ep_length, episodes=episodes)
+        metrics, ep_return, ep_length = update_metrics(losses, episode, state.episode_return, state.episode_length,
+                                                       self.axis_name)
         # the value of the observation the next rollout starts from, under the new params
         actor_out, value = self.network.apply(params, state.obs)
         state = state._replace(params=params, opt_state=opt_state, actor_out=actor_out, value=value, key=key,
@@ -379,19 +370,10 @@ class PPO:
         return self._env_action(self.dist.sample(key, actor_out, mask))
 
 
-Agent = PPO
-
-
 def make_train(config: PPOConfig, env: VecEnv):
-    """`train(key, config=None) -> (PPOState, metrics)`, metrics `(num_updates,)` per name.
+    """`train(key, config=None) -> (PPOState, metrics)`, metrics `(num_updates,)` per name (see common.make_train)."""
+    return _make_train(PPO(config, env))
 
-    `config` passed to `train` may carry traced numbers (for sweeps); its sizes
-    must equal those `make_train` was given.
-    """
-    agent = PPO(config, env)
 
-    def train(key: jax.Array, config: PPOConfig | None = None):
-        state = agent.init(key, config)
-        return jax.lax.scan(lambda s, _: agent.update(s), state, None, agent.num_updates)
-
-    return train
+ALGORITHM = Algorithm(name="ppo", config_class=PPOConfig, default_config=default_config, validate=validate,
+                      make_agent=PPO, splits_envs=True, env_defaults=ENV_DEFAULTS)

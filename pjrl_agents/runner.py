@@ -1,4 +1,4 @@
-"""Runs an agent on a named env for many seeds (and sweep members) in one compile.
+"""Trains a run spec: many seeds (and sweep members) in one compile, streamed to a run directory.
 
 The update scan is cut into chunks of K updates: each chunk is one call of a
 compiled, vmapped `lax.scan`, so metrics leave the device every K updates (to
@@ -8,36 +8,25 @@ state and K rows of scalars; checkpoints are written between chunks.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import itertools
 import json
 import os
 import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import pjrl_envs
 from pjrl_agents import distributed
 from pjrl_agents import logging as sinks
 from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
-from pjrl_agents.common import ConfigError, numeric_fields, stack_configs
-
-ALGOS = {"ppo": "pjrl_agents.ppo", "dqn": "pjrl_agents.dqn"}
-"""algorithm name -> module with `default_config(env_name, **overrides)`, `validate(config, env)`, `Agent`."""
+from pjrl_agents.common import ConfigError
+from pjrl_agents.experiment import RunSpec, build, final_returns, read_run  # noqa: F401  final_returns: benchmarks read it here
 
 MIN_FREE_BYTES = 64 << 20
-
-
-def algorithm(name: str):
-    if name not in ALGOS:
-        raise ConfigError(f"unknown algorithm {name!r}; choose one of {', '.join(sorted(ALGOS))}")
-    return importlib.import_module(ALGOS[name])
 
 
 def enable_compilation_cache() -> str | None:
@@ -51,66 +40,15 @@ def enable_compilation_cache() -> str | None:
     return path
 
 
-def parse_sweep(specs: list[str], config: Any) -> list[dict[str, float]]:
-    """`["lr=1e-4,3e-4", "gamma=0.99,0.995"]` -> the grid of members, each a dict of overrides."""
-    numeric = numeric_fields(config)
-    axes = []
-    for spec in specs:
-        name, sep, values = spec.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or not values:
-            raise ConfigError(f"--sweep {spec!r}: write NAME=V1,V2,...")
-        if name not in numeric:
-            static = {f.name for f in dataclasses.fields(config)} - set(numeric)
-            why = "fixes array shapes and cannot be swept in one compile" if name in static else "is not a setting"
-            raise ConfigError(f"--sweep {name}: {name} {why}; sweepable: {', '.join(numeric)}")
-        try:
-            axes.append([(name, float(v)) for v in values.split(",")])
-        except ValueError:
-            raise ConfigError(f"--sweep {spec!r}: values must be numbers") from None
-    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
-
-
-def final_returns(episode_return: np.ndarray) -> np.ndarray:
-    """Mean episodic return over the last 5% of updates, per run. Input `(runs, updates)`."""
-    tail = max(1, episode_return.shape[1] // 20)
-    return episode_return[:, -tail:].mean(axis=1)
-
-
-@dataclasses.dataclass
-class RunSpec:
-    """Everything needed to rebuild a run (saved as run.json; `--resume` reads it)."""
-
-    env: str = "gymnax:CartPole-v1"
-    algo: str = "ppo"
-    overrides: dict = dataclasses.field(default_factory=dict)
-    sweep: list = dataclasses.field(default_factory=list)
-    num_seeds: int = 1
-    seed: int = 0
-    chunks: int = 50
-    checkpoint_every: int = 0
-    tensorboard: bool = True
-    wandb: dict | None = None  # {"project", "entity", "group"} when tracking
-    devices: int | None = None  # devices to spread runs (or one run's envs) over; None: all visible
-
-
 class Run:
     """A run directory and the compiled functions that train it."""
 
     def __init__(self, spec: RunSpec, out: Path, resume: bool = False):
-        self.spec, self.out, self.resume = spec, out, resume
-        module = algorithm(spec.algo)
-        if spec.num_seeds < 1:
-            raise ConfigError(f"num_seeds must be >= 1, got {spec.num_seeds}")
-        if spec.checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be >= 0, got {spec.checkpoint_every}")
-        self.config = module.default_config(spec.env, **spec.overrides)
-        module.validate(self.config)
-        self.members = parse_sweep(spec.sweep, self.config)
-        # scale-out: checks and layout before anything compiles (pjrl_agents.distributed)
-        self.plan = distributed.plan(spec.devices, self.config, spec.num_seeds, len(self.members), module)
-        self.env = pjrl_envs.make(spec.env, num_envs=self.plan.num_envs)  # this device's envs
-        self.agent = self.plan.agent(module, self.config, self.env)
+        self.out, self.resume = out, resume
+        self.experiment = build(spec)
+        # run.json records every setting resolved and the device count used: `--config run.json` repeats the run
+        self.spec = dataclasses.replace(spec, settings=dataclasses.asdict(self.experiment.config),
+                                        devices=self.experiment.plan.num_devices)
         self.writer = distributed.is_main_process()  # process 0 alone writes logs and checkpoints
         # orbax writes a sharded state from every process together; a multi-process run keeps none
         self.checkpoints = jax.process_count() == 1
@@ -122,8 +60,6 @@ class Run:
     def _prepare_directory(self) -> None:
         out = self.out
         if self.resume:
-            if not (out / "run.json").exists():
-                raise CheckpointError(f"{out} holds no run (no run.json) to resume")
             if not has_checkpoint(out):
                 raise CheckpointError(f"{out} holds no checkpoint to resume from")
             return
@@ -139,18 +75,13 @@ class Run:
         free = shutil.disk_usage(out).free
         if free < MIN_FREE_BYTES:
             raise ConfigError(f"only {free >> 20} MiB free at {out}; a run needs at least {MIN_FREE_BYTES >> 20} MiB")
-        (out / "run.json").write_text(json.dumps(dataclasses.asdict(self.spec), indent=2))
-        (out / "config.json").write_text(json.dumps(_jsonable(dataclasses.asdict(self.config)), indent=2))
+        (out / "run.json").write_text(json.dumps(self.spec.to_dict(), indent=2))
 
     # ------------------------------------------------------------ training
 
     def train(self, progress: Callable[[str], None] | None = print) -> dict:
-        spec, agent = self.spec, self.agent
-        member_configs = [self.config.replace(**m) for m in self.members]
-        num_runs = len(self.members) * spec.num_seeds
-        configs = jax.tree.map(lambda x: jnp.repeat(x, spec.num_seeds), stack_configs(member_configs))
-        keys = jnp.tile(jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds), (len(self.members), 1))
-        num_updates = agent.num_updates
+        spec, ex = self.spec, self.experiment
+        num_updates, steps_per_update = ex.num_updates, ex.steps_per_update
         chunk_len = max(1, -(-num_updates // spec.chunks))
         if spec.checkpoint_every:
             chunk_len = min(chunk_len, spec.checkpoint_every)
@@ -158,12 +89,12 @@ class Run:
 
         # COMPILE (runs sharded over the plan's mesh; plain jit on one device)
         t0 = time.perf_counter()
-        keys, configs = self.plan.put(keys, configs)
-        init_fn = self.plan.jit(agent.init, in_axes=(0, 0), one_run_at_a_time=True)
+        keys, configs = ex.inputs()
+        init_fn = ex.plan.jit(ex.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
         init = init_fn.lower(keys, configs).compile()
         state_shape = jax.eval_shape(init_fn, keys, configs)
-        chunk = self.plan.jit(_chunk_fn(agent, chunk_len), in_axes=(0, None),
-                              metrics=True).lower(state_shape, 0).compile()
+        chunk = ex.plan.jit(_chunk_fn(ex.agent, chunk_len), in_axes=(0, None),
+                            metrics=True).lower(state_shape, 0).compile()
         compile_s = time.perf_counter() - t0
 
         # START OR RESUME
@@ -182,9 +113,9 @@ class Run:
             if spec.tensorboard:
                 outputs.append(sinks.TensorBoardSink(self.out))
         if spec.wandb is not None and self.writer:
-            outputs.append(sinks.WandbSink(self.out, _jsonable(dataclasses.asdict(spec)), name=self.out.name,
+            outputs.append(sinks.WandbSink(self.out, spec.to_dict(), name=self.out.name,
                                            resume_id=self.out.name if self.resume else None, **spec.wandb))
-        console = sinks.Console(num_updates * agent.steps_per_update, progress) if progress and self.writer else None
+        console = sinks.Console(num_updates * steps_per_update, progress) if progress and self.writer else None
 
         # TRAIN, chunk by chunk; SIGINT/SIGTERM stop after the chunk in flight
         stop = _StopFlag()
@@ -196,14 +127,14 @@ class Run:
                     state, metrics = chunk(state, done)
                     n = min(chunk_len, num_updates - done)
                     metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
-                    rows = sinks.chunk_rows(metrics, done, agent.steps_per_update, spec.num_seeds)
+                    rows = sinks.chunk_rows(metrics, done, steps_per_update, spec.num_seeds)
                     rows += sinks.mean_rows(rows)
                     for sink in outputs:
                         sink.log(rows)
                     history += [r for r in rows if r["seed"] != "mean"]
                     done += n
                     if console:
-                        console.progress(done * agent.steps_per_update, (done - start) * agent.steps_per_update,
+                        console.progress(done * steps_per_update, (done - start) * steps_per_update,
                                          time.perf_counter() - t0, float(metrics["episode_return"][:, -1].mean()),
                                          done >= num_updates)
                     if spec.checkpoint_every and done // spec.checkpoint_every > last_saved // spec.checkpoint_every:
@@ -229,28 +160,27 @@ class Run:
         return {**summary, "out": str(self.out)}
 
     def _summary(self, history, done, compile_s, run_s, start, cache_dir, status) -> dict:
-        spec, steps_per_update = self.spec, self.agent.steps_per_update
-        num_runs = len(self.members) * spec.num_seeds
-        returns = np.full((num_runs, done), np.nan)
+        spec, ex = self.spec, self.experiment
+        returns = np.full((ex.num_runs, done), np.nan)
         for r in history:
             returns[r["member"] * spec.num_seeds + r["seed"], r["update"] - 1] = r["episode_return"]
-        finals = final_returns(returns).reshape(len(self.members), spec.num_seeds)
-        new_steps = (done - start) * steps_per_update * num_runs
+        finals = final_returns(returns).reshape(len(ex.members), spec.num_seeds)
+        new_steps = (done - start) * ex.steps_per_update * ex.num_runs
         summary = {
             "env": spec.env, "algo": spec.algo, "status": status,
-            "total_timesteps": done * steps_per_update, "planned_timesteps": self.agent.num_updates * steps_per_update,
+            "total_timesteps": done * ex.steps_per_update, "planned_timesteps": ex.num_updates * ex.steps_per_update,
             "num_seeds": spec.num_seeds, "seed": spec.seed,
             "final_return_mean": float(finals[0].mean()),
             "final_return_per_seed": [float(x) for x in finals[0]],
             "compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
             "steps_per_s": round(new_steps / max(run_s, 1e-9)),
             "num_updates": done, "resumed_from_update": start if self.resume else None,
-            "compilation_cache": cache_dir, "config": _jsonable(dataclasses.asdict(self.config)),
+            "compilation_cache": cache_dir, "config": spec.settings,
         }
         if spec.sweep:
-            summary["members"] = [{"overrides": m, "final_return_mean": float(f.mean()),
+            summary["members"] = [{"settings": m, "final_return_mean": float(f.mean()),
                                    "final_return_per_seed": [float(x) for x in f]}
-                                  for m, f in zip(self.members, finals)]
+                                  for m, f in zip(ex.members, finals)]
         return summary
 
 
@@ -316,60 +246,16 @@ def default_out(env: str, algo: str) -> Path:
     return Path("runs") / f"{env.replace(':', '-')}-{algo}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(env_name: str, algo: str = "ppo", overrides: dict | None = None, sweep: list[str] | None = None,
-          num_seeds: int = 1, seed: int = 0, out: str | os.PathLike | None = None, chunks: int = 50,
-          checkpoint_every: int = 0, tensorboard: bool = True, wandb: dict | None = None,
-          progress: Callable[[str], None] | None = print, devices: int | None = None) -> dict:
-    """Trains `num_seeds` seeds of every sweep member; writes the run directory and returns the summary.
+def train(spec: RunSpec, out: str | os.PathLike | None = None,
+          progress: Callable[[str], None] | None = print) -> dict:
+    """Trains every seed of every sweep member of `spec`; writes the run directory and returns the summary.
 
-    `devices`: how many devices to spread the runs (or one run's envs) over; all
-    visible ones by default (pjrl_agents.distributed). Only process 0 writes.
+    Only process 0 writes (see pjrl_agents.distributed).
     """
-    spec = RunSpec(env_name, algo, dict(overrides or {}), list(sweep or []), num_seeds, seed, chunks,
-                   checkpoint_every, tensorboard, wandb, devices)
-    try:
-        run = Run(spec, Path(out) if out else default_out(env_name, algo))
-    except TypeError as e:
-        if "option" in str(e) or "argument" in str(e):
-            raise ConfigError(str(e)) from None
-        raise
-    return run.train(progress)
+    return Run(spec, Path(out) if out else default_out(spec.env, spec.algo)).train(progress)
 
 
 def resume(run_dir: str | os.PathLike, progress: Callable[[str], None] | None = print) -> dict:
     """Continues an interrupted run from its latest checkpoint to its planned total."""
     run_dir = Path(run_dir)
-    try:
-        spec = RunSpec(**json.loads((run_dir / "run.json").read_text()))
-    except FileNotFoundError:
-        raise CheckpointError(f"{run_dir} holds no run (no run.json) to resume") from None
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"{run_dir}/run.json is unreadable: {e}") from None
-    return Run(spec, run_dir, resume=True).train(progress)
-
-
-def load(run_dir: str | os.PathLike):
-    """`(run, state)`: a finished or interrupted run rebuilt and its latest checkpoint restored."""
-    run_dir = Path(run_dir)
-    spec = RunSpec(**json.loads((run_dir / "run.json").read_text()))
-    run = Run(spec, run_dir, resume=True)
-    member_configs = [run.config.replace(**m) for m in run.members]
-    configs = jax.tree.map(lambda x: jnp.repeat(x, spec.num_seeds), stack_configs(member_configs))
-    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds), (len(run.members), 1))
-    shape = jax.eval_shape(jax.vmap(run.agent.init), keys, configs)
-    checkpointer = Checkpointer(run_dir)
-    try:
-        _, state = checkpointer.restore(shape)
-    finally:
-        checkpointer.close()
-    return run, state
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return np.asarray(x).tolist()
-    return x
+    return Run(read_run(run_dir), run_dir, resume=True).train(progress)
