@@ -29,7 +29,7 @@ from flax import struct
 
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
-from pjrl_envs.registry import Adapter, require
+from pjrl_envs.registry import Adapter, OptionError, check_options, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "brax==0.14.2"
@@ -73,18 +73,15 @@ class BraxVecEnv(VecEnv):
         envs = _brax_envs()
         env_cls = envs._envs[env_id]  # registry of name -> class in brax.envs
         if backend not in BACKENDS:
-            raise ValueError(f"brax:{env_id}: backend={backend!r} is not a brax backend; "
-                             f"allowed: {', '.join(BACKENDS)}")
+            raise OptionError(f"brax:{env_id}: backend={backend!r} is not a brax backend; "
+                              f"allowed: {', '.join(BACKENDS)}")
         if auto_reset not in AUTO_RESETS:
-            raise ValueError(f"brax:{env_id}: auto_reset={auto_reset!r}; allowed: {', '.join(AUTO_RESETS)}")
+            raise OptionError(f"brax:{env_id}: auto_reset={auto_reset!r}; allowed: {', '.join(AUTO_RESETS)}")
         if int(episode_length) < 1 or int(action_repeat) < 1:
-            raise ValueError(f"brax:{env_id}: episode_length and action_repeat must be >= 1, "
-                             f"got {episode_length} and {action_repeat}")
-        allowed = _options(env_cls)
-        unknown = sorted(set(kwargs) - allowed)
-        if unknown:
-            raise TypeError(f"brax:{env_id} has no option {', '.join(unknown)}; allowed: "
-                            f"{', '.join(sorted(allowed | {'backend', 'episode_length', 'action_repeat', 'auto_reset'}))}")
+            raise OptionError(f"brax:{env_id}: episode_length and action_repeat must be >= 1, "
+                              f"got {episode_length} and {action_repeat}")
+        own = {"backend", "episode_length", "action_repeat", "auto_reset"}
+        check_options(f"brax:{env_id}", kwargs, sorted(_options(env_cls) | own))
         from brax.envs.wrappers import training
         self.env_id = env_id
         self.backend = backend

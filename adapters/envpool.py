@@ -54,7 +54,7 @@ from flax import struct
 
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
-from pjrl_envs.registry import Adapter, require
+from pjrl_envs.registry import Adapter, OptionError, check_options, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "envpool==1.2.5"
@@ -134,7 +134,7 @@ class EnvpoolVecEnv(VecEnv):
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         for name in sorted(set(options) & set(RESERVED)):
-            raise TypeError(f"envpool:{env_id} option {name!r} is set by the adapter: {RESERVED[name]}")
+            raise OptionError(f"envpool:{env_id} option {name!r} is set by the adapter: {RESERVED[name]}")
         self.env_id = env_id
         self.num_envs = int(num_envs)
         self.options = dict(options)
@@ -160,16 +160,14 @@ class EnvpoolVecEnv(VecEnv):
                 warnings.filterwarnings("ignore", ".*precision lowered", UserWarning)
                 return envpool.make(self.env_id, env_type="gymnasium", num_envs=len(seeds), seed=list(seeds),
                                     **self.options)
-        except TypeError as e:
-            known = set(envpool.make_spec(self.env_id).config._fields) - set(RESERVED) - {"base_path"}
-            unknown = sorted(set(self.options) - known)
-            if unknown:
-                raise TypeError(f"envpool:{self.env_id} has no option {', '.join(unknown)}; "
-                                f"its options: {', '.join(sorted(known))}") from None
-            raise TypeError(f"envpool rejected the options {self.options} for {self.env_id}: {e}") from None
+        except TypeError as e:  # an option envpool does not know, or a value of the wrong type
+            rejected = e
         except (AssertionError, ValueError, RuntimeError) as e:
-            raise ValueError(f"envpool rejected the options {self.options} for {self.env_id}: "
-                             f"{e or type(e).__name__}") from None
+            raise OptionError(f"envpool rejected the options {self.options} for {self.env_id}: "
+                              f"{e or type(e).__name__}") from None
+        known = set(envpool.make_spec(self.env_id).config._fields) - set(RESERVED) - {"base_path"}
+        check_options(f"envpool:{self.env_id}", self.options, sorted(known))
+        raise OptionError(f"envpool rejected the options {self.options} for {self.env_id}: {rejected}")
 
     def _read_layout(self, env):
         """Spaces and where each field sits in envpool's raw state list, from a 1-env probe."""

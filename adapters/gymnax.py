@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, require
+from pjrl_envs.registry import Adapter, check_options, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "gymnax==1.0.1"
@@ -56,11 +56,7 @@ class GymnaxEnv(Env):
         gymnax = _gymnax()
         self.env_id = env_id
         self.env, default = gymnax.make(env_id)
-        fields = {f.name for f in dataclasses.fields(default)}
-        unknown = sorted(set(params) - fields)
-        if unknown:
-            raise TypeError(f"gymnax:{env_id} has no option {', '.join(unknown)}; "
-                            f"allowed: {', '.join(sorted(fields))}")
+        check_options(f"gymnax:{env_id}", params, sorted(f.name for f in dataclasses.fields(default)))
         self.params = default.replace(**params)
         obs_example = jax.eval_shape(lambda k: self.env.reset_env(k, self.params)[0], jax.random.PRNGKey(0))
         self.observation_space = _convert_space(self.env.observation_space(self.params), obs_example)

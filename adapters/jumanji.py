@@ -38,7 +38,7 @@ import numpy as np
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, require
+from pjrl_envs.registry import Adapter, check_options, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "jumanji==1.1.2"
@@ -91,10 +91,7 @@ class JumanjiEnv(Env):
         jumanji = _jumanji()
         env_cls = jumanji.registration.load(jumanji.registration._REGISTRY[env_id].entry_point)
         allowed = [p for p in inspect.signature(env_cls.__init__).parameters if p != "self"]
-        unknown = sorted(set(kwargs) - set(allowed))
-        if unknown:
-            raise TypeError(f"jumanji:{env_id} has no option {', '.join(unknown)}; "
-                            f"allowed: {', '.join(['joint_actions'] + allowed)}")
+        check_options(f"jumanji:{env_id}", kwargs, ["joint_actions"] + allowed)
         self.env_id = env_id
         self.env = jumanji.make(env_id, **kwargs)
         state, ts = jax.eval_shape(self.env.reset, jax.random.PRNGKey(0))

@@ -34,7 +34,7 @@ from flax import struct
 
 from pjrl_envs import spaces, wrappers
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, require
+from pjrl_envs.registry import Adapter, OptionError, check_options, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "pgx==2.6.0"
@@ -63,8 +63,8 @@ class PgxEnv(Env):
     def __init__(self, env_id: str, opponent: str | Callable = "random", opponent_params: Any = None):
         pgx = _pgx()
         if not (callable(opponent) or opponent in OPPONENTS):
-            raise ValueError(f"pgx:{env_id}: opponent={opponent!r}; allowed: {', '.join(map(repr, OPPONENTS))} "
-                             "or a function (params, obs, mask, key) -> action")
+            raise OptionError(f"pgx:{env_id}: opponent={opponent!r}; allowed: {', '.join(map(repr, OPPONENTS))} "
+                              "or a function (params, obs, mask, key) -> action")
         self.env_id = env_id
         self.game = pgx.make(env_id)
         self.num_players = int(self.game.num_players)
@@ -135,9 +135,7 @@ OPTIONS = ("opponent", "opponent_params", "max_episode_steps")
 
 
 def make(env_id: str, num_envs: int = 1, **options):
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise TypeError(f"pgx:{env_id} has no option {', '.join(unknown)}; allowed: {', '.join(OPTIONS)}")
+    check_options(f"pgx:{env_id}", options, OPTIONS)
     env = PgxEnv(env_id, options.get("opponent", "random"), options.get("opponent_params"))
     if options.get("max_episode_steps") is not None:
         env = wrappers.TimeLimit(env, options["max_episode_steps"])

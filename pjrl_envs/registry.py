@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import importlib
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pjrl_envs.core import VecEnv
 
@@ -23,6 +23,21 @@ class UnknownEnvError(ValueError):
 
 class MissingLibraryError(ImportError):
     """The library behind an adapter is not installed; the message says what to install."""
+
+
+class OptionError(TypeError, ValueError):
+    """An env option that does not exist, or a value it does not take; the message lists the allowed ones.
+
+    Both a TypeError (as for an unexpected keyword) and a ValueError (as for a bad value).
+    """
+
+
+def check_options(env_name: str, given: Iterable[str], allowed: Iterable[str]) -> None:
+    """Raises `OptionError` in one line if `given` has an option name not in `allowed` (listed in order)."""
+    allowed = list(allowed)
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise OptionError(f"{env_name} has no option {', '.join(unknown)}; allowed: {', '.join(allowed)}")
 
 
 def require(module: str, requirement: str) -> Any:

@@ -83,11 +83,11 @@ def test_fresh_auto_reset_draws_a_new_initial_state():
 
 
 def test_bad_options_name_the_allowed_values():
-    with pytest.raises(ValueError, match="generalized, positional, spring, mjx"):
+    with pytest.raises(pjrl_envs.OptionError, match="generalized, positional, spring, mjx"):
         pjrl_envs.make("brax:ant", backend="nope")
-    with pytest.raises(ValueError, match="cached, fresh"):
+    with pytest.raises(pjrl_envs.OptionError, match="cached, fresh"):
         pjrl_envs.make("brax:ant", auto_reset="sometimes")
-    with pytest.raises(TypeError, match="ctrl_cost_weight"):
+    with pytest.raises(pjrl_envs.OptionError, match="ctrl_cost_weight"):
         pjrl_envs.make("brax:ant", ctrl_cost=1.0)
     with pytest.raises(pjrl_envs.UnknownEnvError, match="brax:halfcheetah"):
         pjrl_envs.make("brax:half_cheetah")

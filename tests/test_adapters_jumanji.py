@@ -84,7 +84,7 @@ def test_step_type_and_discount_become_flags():
 
 
 def test_options():
-    with pytest.raises(TypeError, match="num_rows"):
+    with pytest.raises(pjrl_envs.OptionError, match="num_rows"):
         pjrl_envs.make("jumanji:Snake-v1", rows=5)
     with pytest.raises(pjrl_envs.UnknownEnvError, match="jumanji:Snake-v1"):
         pjrl_envs.make("jumanji:Snake-v2")

@@ -104,9 +104,9 @@ def test_time_limit_is_truncation():
 
 
 def test_bad_options_name_the_allowed_values():
-    with pytest.raises(ValueError, match="'random'"):
+    with pytest.raises(pjrl_envs.OptionError, match="'random'"):
         pjrl_envs.make("pgx:tic_tac_toe", opponent="greedy")
-    with pytest.raises(TypeError, match="opponent, opponent_params, max_episode_steps"):
+    with pytest.raises(pjrl_envs.OptionError, match="opponent, opponent_params, max_episode_steps"):
         pjrl_envs.make("pgx:tic_tac_toe", oponent="random")
     with pytest.raises(pjrl_envs.UnknownEnvError, match="pgx:tic_tac_toe"):
         pjrl_envs.make("pgx:tictactoe")

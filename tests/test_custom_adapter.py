@@ -68,7 +68,8 @@ def test_guide_shows_the_package_code():
 
 
 def test_bad_option_names_the_options(corridor):
-    with pytest.raises(TypeError, match="has no option width; options: length, slip, max_steps"):
+    with pytest.raises(pjrl_envs.OptionError,
+                       match="^corridor:Corridor-v0 has no option width; allowed: length, slip, max_steps$"):
         pjrl_envs.make("corridor:Corridor-v0", width=3)
     with pytest.raises(pjrl_envs.UnknownEnvError, match="Did you mean: corridor:Corridor-v0"):
         pjrl_envs.make("corridor:Coridor-v0")

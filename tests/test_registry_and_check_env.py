@@ -28,8 +28,15 @@ def test_unknown_name_suggests_the_closest():
         pjrl_envs.make("CartPole-v1")
 
 
+def test_check_options_is_one_line_listing_the_allowed_ones():
+    pjrl_envs.check_options("lib:Env-v0", {"b": 1}, ["b", "a"])
+    with pytest.raises(pjrl_envs.OptionError, match=r"^lib:Env-v0 has no option c, d; allowed: b, a$"):
+        pjrl_envs.check_options("lib:Env-v0", {"d": 1, "c": 2, "a": 3}, ["b", "a"])
+    assert issubclass(pjrl_envs.OptionError, TypeError) and issubclass(pjrl_envs.OptionError, ValueError)
+
+
 def test_bad_adapter_option_names_the_allowed_ones():
-    with pytest.raises(TypeError, match="max_steps_in_episode"):
+    with pytest.raises(pjrl_envs.OptionError, match="max_steps_in_episode"):
         pjrl_envs.make("gymnax:CartPole-v1", max_steps=3)
     env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=2, max_steps_in_episode=7)
     assert env.env.params.max_steps_in_episode == 7

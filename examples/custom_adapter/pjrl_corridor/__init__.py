@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 import pjrl_envs
 from pjrl_envs import spaces
-from pjrl_envs.registry import Adapter, UnknownEnvError
+from pjrl_envs.registry import Adapter, OptionError, UnknownEnvError, check_options
 from pjrl_envs.types import TimeStep
 from pjrl_envs.wrappers import TimeLimit
 
@@ -28,9 +28,9 @@ class Corridor(pjrl_envs.Env):
 
     def __init__(self, length: int, slip: float):
         if int(length) < 2:
-            raise ValueError(f"length must be >= 2, got {length}")
+            raise OptionError(f"corridor: length must be >= 2, got {length}")
         if not 0.0 <= slip < 0.5:
-            raise ValueError(f"slip must be in [0, 0.5), got {slip}")
+            raise OptionError(f"corridor: slip must be in [0, 0.5), got {slip}")
         self.length, self.slip = int(length), float(slip)
         self.observation_space = spaces.Box(0.0, 1.0, (self.length,))  # one-hot position
         self.action_space = spaces.Discrete(2)
@@ -61,10 +61,7 @@ def list_envs() -> list[str]:
 def make(env_id: str, num_envs: int, **options) -> pjrl_envs.VecEnv:
     if env_id not in ENVS:
         raise UnknownEnvError(f"unknown corridor env {env_id!r}; known: {', '.join(ENVS)}")
-    unknown = sorted(set(options) - set(ENVS[env_id]))
-    if unknown:
-        raise TypeError(f"corridor:{env_id} has no option {', '.join(unknown)}; "
-                        f"options: {', '.join(ENVS[env_id])}")
+    check_options(f"corridor:{env_id}", options, ENVS[env_id])  # one line listing the allowed ones
     opts = {**ENVS[env_id], **options}
     env = TimeLimit(Corridor(opts["length"], opts["slip"]), opts["max_steps"])
     return env.to_vec(num_envs)  # vmap + same-step auto-reset
