@@ -23,7 +23,7 @@ import numpy as np
 
 import pjrl_envs
 from pjrl_agents import dqn
-from pjrl_agents.runner import final_returns
+from pjrl_agents.experiment import final_returns
 
 ENV = "gymnax:CartPole-v1"
 

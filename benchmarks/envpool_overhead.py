@@ -121,7 +121,7 @@ def ppo_train(env_id: str, num_envs: int, updates: int, num_steps: int, repeats:
     jax.block_until_ready(compiled(key))
     run_s = median_time(lambda: jax.block_until_ready(compiled(key)), repeats)
     env.close()
-    return config.num_updates * config.batch_size / run_s, compile_s
+    return config.num_updates * config.steps_per_update / run_s, compile_s
 
 
 def main():

@@ -27,7 +27,7 @@ import numpy as np
 import pjrl_envs
 from benchmarks.common import ratio, run_reference, time_compiled
 from pjrl_agents import ppo
-from pjrl_agents.runner import final_returns
+from pjrl_agents.experiment import final_returns
 
 ENV = "CartPole-v1"
 

@@ -10,7 +10,7 @@ runs the seeds `split(PRNGKey(0), n)` (the keys pjrl's benchmarks use), and
 prints one JSON line holding both metrics per seed:
 
 - `final_return`: mean return of the episodes that ended in each update, averaged
-  over the last 5% of updates (pjrl's `runner.final_returns`);
+  over the last 5% of updates (pjrl's `experiment.final_returns`);
 - `final_return_lagging`: PureJaxRL's own figure, as `bench_purejaxrl.py` prints it.
 
 The seeds run one after another through one compiled, unvmapped `train`: on CPU,

@@ -37,12 +37,12 @@ def measure(devices: int, seeds: int, num_envs: int, steps: int, repeats: int) -
     from benchmarks.common import time_compiled
     from pjrl_agents import distributed, ppo
     from pjrl_agents.common import stack_configs
-    from pjrl_agents.runner import final_returns
+    from pjrl_agents.experiment import final_returns
 
     config = ppo.PPOConfig(total_timesteps=steps, num_envs=num_envs)
-    plan = distributed.plan(devices, config, num_seeds=seeds, module=ppo)
+    plan = distributed.plan(devices, config.num_envs, num_seeds=seeds, splits_envs=True)
     env = pjrl_envs.make(ENV, num_envs=plan.num_envs)
-    agent = plan.agent(ppo, config, env)
+    agent = ppo.PPO(plan.local(config), env, axis_name=plan.axis_name)
 
     def run(state):
         return jax.lax.scan(lambda s, _: agent.update(s), state, None, agent.num_updates)
@@ -54,7 +54,7 @@ def measure(devices: int, seeds: int, num_envs: int, steps: int, repeats: int) -
     fn = plan.jit(run, in_axes=(0,), metrics=True)  # every update, one call; init apart
     r = time_compiled(fn, state, repeats=repeats)
     final = final_returns(np.asarray(r.pop("out")[1]["episode_return"])).mean()  # over runs
-    env_steps = agent.num_updates * config.batch_size * seeds
+    env_steps = agent.num_updates * config.steps_per_update * seeds
     return {"devices": devices, "device_kind": jax.devices()[0].device_kind, "layout": plan.layout,
             "seeds": seeds, "num_envs": num_envs, "env_steps": env_steps, "compile_s": round(r["compile_s"], 2),
             "run_s": round(r["run_s"], 3), "steps_per_s": round(env_steps / r["run_s"]),

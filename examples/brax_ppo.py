@@ -14,6 +14,7 @@ import numpy as np
 
 import pjrl_envs
 from pjrl_agents import ppo
+from pjrl_agents.common import make_train
 from pjrl_agents.evaluate import evaluate
 
 # Brax-style settings for thousands of envs on one accelerator; envs listed in
@@ -38,7 +39,7 @@ def main(argv=None):
     config = ppo.default_config(args.env, **settings)
     env = pjrl_envs.make(args.env, num_envs=config.num_envs)
     agent = ppo.PPO(config, env)
-    train = jax.jit(lambda key: jax.lax.scan(lambda s, _: agent.update(s), agent.init(key), None, agent.num_updates))
+    train = jax.jit(make_train(agent))
 
     start = time.perf_counter()
     state, metrics = jax.block_until_ready(train(jax.random.PRNGKey(args.seed)))
@@ -46,8 +47,8 @@ def main(argv=None):
     curve, ended = np.asarray(metrics["episode_return"]), np.cumsum(metrics["episodes"]) > 0
     for i in range(0, len(curve), max(1, len(curve) // 10)):
         shown = f"{curve[i]:9.1f}" if ended[i] else "  (no episode has ended yet)"
-        print(f"step {(i + 1) * config.batch_size:>10d}  episode_return {shown}")
-    result = evaluate(agent, state.params, state.env_state, jax.random.PRNGKey(args.seed + 1), episodes=4)
+        print(f"step {(i + 1) * config.steps_per_update:>10d}  episode_return {shown}")
+    result = evaluate(agent, state.params, state.env_state, seed=args.seed + 1, num_episodes=4)[0]
     print(f"{args.env}: {config.total_timesteps} steps in {seconds:.0f} s (compile included); "
           f"deterministic policy return {result['return_mean']:.1f} over {result['episodes']} episodes")
 

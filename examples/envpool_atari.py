@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     for done in range(chunk_len, agent.num_updates + 1, chunk_len):
         state, metrics = run_chunk(state)
-        steps = done * config.batch_size
+        steps = done * config.steps_per_update
         print(f"step {steps:>10,} | return {float(metrics['episode_return'][-1]):7.2f} | "
               f"loss {float(metrics['loss'][-1]):8.4f} | {steps / (time.perf_counter() - start):,.0f} steps/s",
               flush=True)

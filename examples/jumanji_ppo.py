@@ -13,20 +13,10 @@ import numpy as np
 
 import pjrl_envs
 from pjrl_agents import ppo
-from pjrl_agents.evaluate import evaluate
+from pjrl_agents.common import make_train
+from pjrl_agents.evaluate import episodes, evaluate
 
 ENV = "jumanji:Game2048-v1"
-
-
-class RandomAgent:
-    """Uniform over legal moves; `act` has the signature `evaluate` expects."""
-
-    def __init__(self, env):
-        self.env = env
-
-    def act(self, params, obs, mask, key=None):
-        keys = jax.random.split(key, self.env.num_envs)
-        return jax.vmap(self.env.action_space.sample)(keys, mask)
 
 
 def main(argv=None):
@@ -41,18 +31,17 @@ def main(argv=None):
     config = ppo.default_config(ENV, **settings)
     env = pjrl_envs.make(ENV, num_envs=config.num_envs)
     agent = ppo.PPO(config, env)
-    train = jax.jit(lambda key: jax.lax.scan(lambda s, _: agent.update(s), agent.init(key), None, agent.num_updates))
+    train = jax.jit(make_train(agent))
     state, metrics = train(jax.random.PRNGKey(args.seed))
     curve = np.asarray(metrics["episode_return"])
     for i in range(0, curve.size, max(1, curve.size // 10)):
-        print(f"step {(i + 1) * config.batch_size:>9d}  episode_return {curve[i]:8.1f}")
+        print(f"step {(i + 1) * config.steps_per_update:>9d}  episode_return {curve[i]:8.1f}")
 
-    key = jax.random.PRNGKey(args.seed + 1)
-    trained = evaluate(agent, state.params, state.env_state, key, episodes=args.episodes, deterministic=False)
-    uniform = evaluate(RandomAgent(agent.env), None, state.env_state, key, episodes=args.episodes,
-                       deterministic=False)
+    trained = evaluate(agent, state.params, state.env_state, seed=args.seed + 1, num_episodes=args.episodes)[1]
+    uniform = episodes(agent.env, pjrl_envs.random_policy(agent.env), jax.random.PRNGKey(args.seed + 1),
+                       args.episodes)["returns"]
     print(f"{ENV} after {config.total_timesteps} steps: PPO score {trained['return_mean']:.0f} "
-          f"+- {trained['return_std']:.0f}, random {uniform['return_mean']:.0f} +- {uniform['return_std']:.0f} "
+          f"+- {trained['return_std']:.0f}, random {uniform.mean():.0f} +- {uniform.std():.0f} "
           f"({args.episodes} episodes each)")
 
 

@@ -42,7 +42,7 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     curve = np.asarray(metrics["episode_return"])  # (seeds, updates)
     for i in range(0, curve.shape[1], max(1, curve.shape[1] // 10)):
-        print(f"step {(i + 1) * config.batch_size:>10d}  episode_return {curve[:, i].mean():6.2f}")
+        print(f"step {(i + 1) * config.steps_per_update:>10d}  episode_return {curve[:, i].mean():6.2f}")
     print(f"{env_name}: {config.total_timesteps} steps x {args.num_seeds} seed(s) in {seconds:.0f} s "
           f"(compile included); final return {curve[:, -1].mean():.2f} (per seed: {' '.join(f'{x:.2f}' for x in curve[:, -1])})")
 

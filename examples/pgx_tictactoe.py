@@ -11,11 +11,11 @@ At the default 500k steps the greedy policy wins ~91%, draws ~4% and loses ~5% o
 import argparse
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
 from pjrl_agents import ppo
+from pjrl_agents.common import make_train
 
 ENV = "pgx:tic_tac_toe"
 
@@ -25,26 +25,15 @@ def play(agent, params, key, games: int, deterministic: bool):
     env = agent.env
     steps = games // env.num_envs * 10 + 10  # a game lasts at most 5 of the learner's moves
 
-    @jax.jit
-    def run(key):
-        reset_key, key = jax.random.split(key)
-        env_state, ts = env.reset(reset_key)
+    def policy(obs, mask, key):
+        return agent.act(params, obs, mask, None if deterministic else key)
 
-        def body(carry, k):
-            env_state, obs, mask = carry
-            act_key, step_key = jax.random.split(k)
-            action = agent.act(params, obs, mask, None if deterministic else act_key)
-            illegal = ~jnp.take_along_axis(mask, action[:, None], 1)[:, 0]
-            env_state, ts = env.step(env_state, action, step_key)
-            return (env_state, ts.obs, ts.action_mask), (ts.info["returned_episode"], ts.info["episode_return"],
-                                                         illegal)
+    def record(before, action, after, ts):
+        return ts.info["returned_episode"], ts.info["episode_return"], ts.info["illegal_action"]
 
-        _, out = jax.lax.scan(body, (env_state, ts.obs, ts.action_mask), jax.random.split(key, steps))
-        return out
-
-    done, ret, illegal = map(np.asarray, run(key))
-    outcomes = ret[done][:games]
-    return outcomes, int(illegal.sum())
+    _, (done, ret, illegal) = jax.jit(lambda k: pjrl_envs.rollout(env, policy, k, steps, record=record))(key)
+    done, ret, illegal = map(np.asarray, (done, ret, illegal))
+    return ret[done][:games], int(illegal.sum())
 
 
 def main(argv=None):
@@ -59,7 +48,7 @@ def main(argv=None):
     config = ppo.default_config(ENV, **settings)
     env = pjrl_envs.make(ENV, num_envs=config.num_envs)  # opponent="random" is the default
     agent = ppo.PPO(config, env)
-    train = jax.jit(lambda key: jax.lax.scan(lambda s, _: agent.update(s), agent.init(key), None, agent.num_updates))
+    train = jax.jit(make_train(agent))
     state, metrics = train(jax.random.PRNGKey(args.seed))
     print(f"trained {config.total_timesteps} steps; last rollout's mean return {float(metrics['episode_return'][-1]):.2f}")
 

@@ -219,7 +219,7 @@ def parse_train(argv: typing.Sequence[str]):
     spec.sweep = list(spec.sweep) + list(args.sweep)
     if args.wandb:
         try:
-            import wandb  # noqa: F401
+            import wandb  # noqa: F401  only checks it is installed
         except ImportError:
             raise ConfigError("--wandb needs the wandb package: pip install wandb (or pip install 'pjrl[wandb]')") \
                 from None
@@ -347,6 +347,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"pjrl: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
+    except SystemExit as e:  # argparse: --help (0) or a bad flag (2), already reported
+        return e.code if isinstance(e.code, int) else 2
 
 
 if __name__ == "__main__":

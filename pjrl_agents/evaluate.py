@@ -18,12 +18,14 @@ def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episod
     """Steps `env` (which records episode statistics) with `policy(obs, mask, key)` until `num_episodes` end.
 
     `start`: the `(state, timestep)` to begin from (default: a reset with a key
-    split from `key`). Runs jitted chunks of `chunk` steps, at most `max_steps`
+    split from `key`, after which the same keys follow as with an explicit start). Runs jitted chunks of `chunk` steps, at most `max_steps`
     env steps in all. Returns `{"returns", "lengths"}` of the first episodes
     that ended, in the order they ended.
     """
-    key, reset_key = jax.random.split(key)
-    carry = env.reset(reset_key) if start is None else start
+    if start is None:
+        key, reset_key = jax.random.split(key)
+        start = env.reset(reset_key)
+    carry = start
     run = _chunk_runner(env, policy, chunk)
     returns, lengths, steps = [], [], 0
     while len(returns) < num_episodes and steps < max_steps:

@@ -24,7 +24,7 @@ from pjrl_agents import distributed
 from pjrl_agents import logging as sinks
 from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
 from pjrl_agents.common import ConfigError
-from pjrl_agents.experiment import RunSpec, build, final_returns, read_run  # noqa: F401  final_returns: benchmarks read it here
+from pjrl_agents.experiment import RunSpec, build, final_returns, read_run
 
 MIN_FREE_BYTES = 64 << 20
 

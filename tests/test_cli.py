@@ -17,7 +17,7 @@ def test_train_writes_summary_with_sweep(tmp_path, capsys):
         assert key in summary, key
     assert summary["num_seeds"] == 2 and len(summary["final_return_per_seed"]) == 2
     assert summary["config"]["num_steps"] == 64
-    assert [m["overrides"] for m in summary["members"]] == [{"lr": 1e-3}, {"lr": 2.5e-4}]
+    assert [m["settings"] for m in summary["members"]] == [{"lr": 1e-3}, {"lr": 2.5e-4}]
     assert summary["total_timesteps"] == 20480
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 2 * (20480 // (4 * 64))

@@ -43,7 +43,7 @@ def uninterrupted(tmp_path_factory):
 
 def test_run_directory_contents(uninterrupted):
     out = uninterrupted
-    for name in ("run.json", "config.json", "summary.json", "metrics.jsonl", "metrics.csv", "tb", "checkpoints"):
+    for name in ("run.json", "summary.json", "metrics.jsonl", "metrics.csv", "tb", "checkpoints"):
         assert (out / name).exists(), name
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 80 * 2 and {r["seed"] for r in rows} == {0, 1}

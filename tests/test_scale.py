@@ -41,42 +41,40 @@ FOUR_DEVICES = r"""
 import json, sys
 from pjrl_agents import runner
 from pjrl_agents.common import ConfigError
+from pjrl_agents.experiment import RunSpec
 out = sys.argv[1]
 res = {"errors": {}}
 
 def error(name, **kw):
     try:
-        runner.train("gymnax:CartPole-v1", out=f"{out}/bad", progress=None, **kw)
+        runner.train(RunSpec(**kw), out=f"{out}/bad", progress=None)
     except ConfigError as e:
         res["errors"][name] = str(e)
 
 error("seeds", num_seeds=3, devices=4)
 error("members", num_seeds=3, sweep=["lr=1e-3,1e-4"], devices=4)
-error("envs", num_seeds=1, overrides=dict(num_envs=6), devices=4)
-error("minibatches", num_seeds=1, overrides=dict(num_envs=8, num_steps=3, num_minibatches=4), devices=4)
+error("envs", num_seeds=1, settings=dict(num_envs=6), devices=4)
+error("minibatches", num_seeds=1, settings=dict(num_envs=8, num_steps=3, num_minibatches=4), devices=4)
 error("too_many", devices=5)
 
 # a host env (stepped through callbacks, as envpool is) gets one device per process
 import jax, pjrl_envs
-from pjrl_agents import distributed, ppo
+from pjrl_agents import distributed
 
 class HostEnv(type(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4))):
-    def reset(self, key):
-        key = jax.pure_callback(lambda k: k, jax.ShapeDtypeStruct(key.shape, key.dtype), key)
-        return super().reset(key)
+    host_callbacks = True
 
 host = HostEnv(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4).env, 4)
 try:
-    distributed.plan(4, ppo.PPOConfig(), num_seeds=4, module=ppo).agent(ppo, ppo.PPOConfig(), host)
+    distributed.plan(4, num_envs=4, num_seeds=4).check_env(host)
 except ConfigError as e:
     res["errors"]["host_env"] = str(e)
 
 small = dict(total_timesteps=4 * 64 * 8, num_envs=4, num_steps=64)  # 8 updates
 for d in (4, 2, 1):  # one and two seeds per device
-    runner.train("gymnax:CartPole-v1", overrides=small, num_seeds=4, seed=7, out=f"{out}/seeds_on_{d}",
-                 progress=None, devices=d)
-s = runner.train("gymnax:CartPole-v1", overrides=dict(total_timesteps=98304, num_envs=64, num_steps=32, lr=3e-3),
-                 num_seeds=1, out=f"{out}/envs_on_4", progress=None, devices=4, chunks=8)
+    runner.train(RunSpec(settings=small, num_seeds=4, seed=7, devices=d), out=f"{out}/seeds_on_{d}", progress=None)
+s = runner.train(RunSpec(settings=dict(total_timesteps=98304, num_envs=64, num_steps=32, lr=3e-3), num_seeds=1,
+                         devices=4, chunks=8), out=f"{out}/envs_on_4", progress=None)
 res["learned"] = {k: s[k] for k in ("final_return_mean", "total_timesteps", "num_updates")}
 print(json.dumps(res))
 """
@@ -159,6 +157,29 @@ def test_two_processes_train_one_agent_and_only_process_0_writes(tmp_path):
     written = list((tmp_path / "p0" / "runs").iterdir())
     assert len(written) == 1 and (written[0] / "summary.json").exists() and (written[0] / "metrics.csv").exists()
     assert not (tmp_path / "p1" / "runs").exists()
+
+
+def test_train_then_eval_and_load_policy_on_two_devices(tmp_path):
+    """One seed, its envs split over 2 devices: eval and load_policy rebuild it through the same builder."""
+    out = tmp_path / "two"
+    cmd = [sys.executable, "-m", "pjrl_agents.cli"]
+    res = subprocess.run(cmd + ["train", "--total-timesteps", "4096", "--num-envs", "8", "--set", "num_steps=32",
+                                "--quiet", "--out", str(out)], env=_env(2), cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["devices"] == 2
+    res = subprocess.run(cmd + ["eval", str(out), "--episodes", "3"], env=_env(2), cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "deterministic" in res.stdout and "stochastic" in res.stdout
+    # and from a process that sees one device: the checkpoint comes back whole
+    code = ("import json, sys, jax, pjrl_envs; from pjrl_agents import load_policy; p = load_policy(sys.argv[1]); "
+            "_, ts = pjrl_envs.make('gymnax:CartPole-v1', num_envs=3).reset(jax.random.PRNGKey(0)); "
+            "print(json.dumps(p(ts.obs).tolist()))")
+    res = subprocess.run([sys.executable, "-c", code, str(out)], env=_env(1), cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(json.loads(res.stdout.strip().splitlines()[-1])) == 3
 
 
 # ---------------------------------------------------------------- in this process, no extra devices
