@@ -48,7 +48,7 @@ class PPOConfig:
     activation: str = static("tanh")
     """tanh, relu, gelu or silu"""
     torso: str = static("auto")
-    """auto (a small CNN for image-like observations such as MinAtar's 10x10xC, else an MLP), mlp or cnn"""
+    """auto (a small CNN for MinAtar-like images, the Nature CNN for Atari-sized frames, else an MLP), mlp, cnn or nature"""
     anneal_lr: bool = static(True)
     """decay the learning rate linearly to zero over training"""
     normalize_obs: bool = static(False)
