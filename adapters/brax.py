@@ -17,10 +17,14 @@ step pays for a reset it does not use:
   step and a select.
 - `auto_reset="fresh"`: every episode starts from a newly drawn initial state;
   the reset runs on steps where some env in the batch finished.
+
+`render` writes an episode to an HTML page that replays it in the browser
+(brax.io.html, from the pipeline states).
 """
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -68,6 +72,8 @@ def _options(env_cls) -> set[str]:
 class BraxVecEnv(VecEnv):
     """A batch of `num_envs` brax envs under the pjrl protocol, same-step auto-reset included."""
 
+    render_suffixes = (".html",)
+
     def __init__(self, env_id: str, num_envs: int, backend: str = "generalized", episode_length: int = 1000,
                  action_repeat: int = 1, auto_reset: str = "cached", **kwargs):
         envs = _brax_envs()
@@ -84,6 +90,8 @@ class BraxVecEnv(VecEnv):
         check_options(f"brax:{env_id}", kwargs, sorted(_options(env_cls) | own))
         from brax.envs.wrappers import training
         self.env_id = env_id
+        self.name = f"brax:{env_id}"
+        self.max_episode_steps = -(-int(episode_length) // int(action_repeat))  # the wrapper counts repeats
         self.backend = backend
         self.auto_reset = auto_reset
         self.num_envs = int(num_envs)
@@ -127,6 +135,16 @@ class BraxVecEnv(VecEnv):
         ts = self._timestep(s, final_obs, terminated, truncated)
         s = s.replace(pipeline_state=pipeline_state, obs=obs, done=jnp.zeros_like(s.done), info=info)
         return state.replace(inner=s), ts._replace(obs=obs)
+
+    def render(self, states, path):
+        """An HTML page replaying env 0's pipeline states; `states` leaves are `(T, num_envs, ...)`."""
+        self.check_render(path)
+        html = require("brax.io.html", REQUIRES)
+        pipeline = jax.device_get(jax.tree.map(lambda x: x[:, 0], states.inner.pipeline_state))
+        frames = [jax.tree.map(lambda x: x[t], pipeline) for t in range(len(jax.tree.leaves(pipeline)[0]))]
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html.render(self.brax_env.sys, frames))
 
 
 def list_envs() -> list[str]:

@@ -129,6 +129,8 @@ class _HostPool:
 class EnvpoolVecEnv(VecEnv):
     """An envpool task under the pjrl `VecEnv` protocol (see the module docstring)."""
 
+    host_callbacks = True
+
     def __init__(self, env_id: str, num_envs: int = 1, max_pools: int = 4, **options):
         envpool = _envpool()
         if int(num_envs) < 1:
@@ -136,6 +138,7 @@ class EnvpoolVecEnv(VecEnv):
         for name in sorted(set(options) & set(RESERVED)):
             raise OptionError(f"envpool:{env_id} option {name!r} is set by the adapter: {RESERVED[name]}")
         self.env_id = env_id
+        self.name = f"envpool:{env_id}"
         self.num_envs = int(num_envs)
         self.options = dict(options)
         self.max_pools = int(max_pools)
@@ -175,6 +178,8 @@ class EnvpoolVecEnv(VecEnv):
         self.action_space = _convert_space(env.action_space, f"envpool:{self.env_id} action")
         if not isinstance(self.action_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.Box)):
             raise NotImplementedError(f"envpool:{self.env_id}: dict actions are not supported")
+        limit = getattr(env.spec.config, "max_episode_steps", None)
+        self.max_episode_steps = None if limit is None else int(limit)
         self._action_dtype = env.spec._action_spec[-1][0]
         start = np.asarray(getattr(env.action_space, "start", 0) if type(env.action_space).__name__ != "Box" else 0)
         self._action_start = start if start.any() else None  # gymnasium Discrete(n, start)

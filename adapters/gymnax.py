@@ -4,20 +4,31 @@ gymnax 1.x separates termination (`step_env`) from the time limit
 (`is_truncated`); the adapter keeps them apart, with termination winning when
 both happen on the same step. Keyword arguments override the env's params,
 e.g. `make("gymnax:CartPole-v1", max_steps_in_episode=200)`.
+
+`render` draws an episode to a GIF with gymnax's own Visualizer (matplotlib),
+for the envs in `DRAWN`; gymnasium draws the classic-control ones with pygame.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, check_options, require
+from pjrl_envs.registry import Adapter, MissingLibraryError, check_options, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "gymnax==1.0.1"
+RENDER_REQUIRES = "pygame==2.6.1"
+# What gymnax 1.0.1's Visualizer draws (it leaves any other env's frames blank).
+CLASSIC_CONTROL = ("Acrobot-v1", "CartPole-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0")
+DRAWN = CLASSIC_CONTROL + (
+    "Catch-bsuite", "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar",
+    "SpaceInvaders-MinAtar", "Pong-misc", "PointRobot-misc", "MetaMaze-misc", "FourRooms-misc")
 # Needs a download from the internet at construction time.
 NEEDS_NETWORK = ("MNISTBandit-bsuite",)
 # gymnax declares observation bounds these envs exceed; the adapter reports them unbounded.
@@ -31,6 +42,14 @@ WRONG_OBS_BOUNDS = {
 
 def _gymnax():
     return require("gymnax", REQUIRES)
+
+
+def _pygame():
+    """pygame, set to draw off-screen (no display, no sound, no greeting on stdout)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    for device in ("SDL_AUDIODRIVER", "SDL_VIDEODRIVER"):
+        os.environ.setdefault(device, "dummy")
+    return require("pygame", RENDER_REQUIRES)
 
 
 def _convert_space(space, example=None):
@@ -55,9 +74,12 @@ class GymnaxEnv(Env):
     def __init__(self, env_id: str, **params):
         gymnax = _gymnax()
         self.env_id = env_id
+        self.name = f"gymnax:{env_id}"
         self.env, default = gymnax.make(env_id)
-        check_options(f"gymnax:{env_id}", params, sorted(f.name for f in dataclasses.fields(default)))
+        check_options(self.name, params, sorted(f.name for f in dataclasses.fields(default)))
         self.params = default.replace(**params)
+        self.max_episode_steps = int(self.params.max_steps_in_episode)
+        self.render_suffixes = (".gif",) if env_id in DRAWN else ()
         obs_example = jax.eval_shape(lambda k: self.env.reset_env(k, self.params)[0], jax.random.PRNGKey(0))
         self.observation_space = _convert_space(self.env.observation_space(self.params), obs_example)
         if env_id in WRONG_OBS_BOUNDS:
@@ -80,6 +102,25 @@ class GymnaxEnv(Env):
         ts = TimeStep(obs=obs, reward=jnp.asarray(reward, jnp.float32), terminated=terminated,
                       truncated=truncated, final_obs=obs, action_mask=self._mask, info=info)
         return state, ts
+
+    def check_render(self, path):
+        super().check_render(path)
+        if self.env_id in CLASSIC_CONTROL:
+            try:
+                _pygame()
+            except MissingLibraryError:
+                message = f"drawing {self.name} needs pygame: pip install '{RENDER_REQUIRES}'"
+                raise MissingLibraryError(message) from None
+
+    def render(self, states, path):
+        """A GIF of the gymnax states `(T, ...)`, one frame each."""
+        self.check_render(path)
+        visualize = require("gymnax.visualize", REQUIRES)
+        states = jax.device_get(states)
+        frames = [jax.tree.map(lambda x: x[t], states) for t in range(len(jax.tree.leaves(states)[0]))]
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        visualize.Visualizer(self.env, self.params, frames).animate(str(path))
 
 
 def list_envs() -> list[str]:

@@ -93,6 +93,7 @@ class JumanjiEnv(Env):
         allowed = [p for p in inspect.signature(env_cls.__init__).parameters if p != "self"]
         check_options(f"jumanji:{env_id}", kwargs, ["joint_actions"] + allowed)
         self.env_id = env_id
+        self.name = f"jumanji:{env_id}"
         self.env = jumanji.make(env_id, **kwargs)
         state, ts = jax.eval_shape(self.env.reset, jax.random.PRNGKey(0))
         del state

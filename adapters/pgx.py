@@ -66,6 +66,7 @@ class PgxEnv(Env):
             raise OptionError(f"pgx:{env_id}: opponent={opponent!r}; allowed: {', '.join(map(repr, OPPONENTS))} "
                               "or a function (params, obs, mask, key) -> action")
         self.env_id = env_id
+        self.name = f"pgx:{env_id}"
         self.game = pgx.make(env_id)
         self.num_players = int(self.game.num_players)
         self.opponent = opponent

@@ -1,13 +1,14 @@
 """pjrl_envs: one functional environment protocol for end-to-end JAX RL."""
 from pjrl_envs import spaces, wrappers
-from pjrl_envs.core import AutoResetVecEnv, Env, VecEnv
+from pjrl_envs.core import AutoResetVecEnv, Env, RenderError, VecEnv
 from pjrl_envs.registry import (Adapter, MissingLibraryError, OptionError, UnknownEnvError, check_options,
                                 list_envs, make, prefixes, register, require)
+from pjrl_envs.rollout import random_policy, rollout
 from pjrl_envs.spaces import Box, Discrete, MultiDiscrete
 from pjrl_envs.types import TimeStep
 
 __all__ = [
     "Adapter", "AutoResetVecEnv", "Box", "Discrete", "Env", "MissingLibraryError", "MultiDiscrete",
-    "OptionError", "TimeStep", "UnknownEnvError", "VecEnv", "check_options", "list_envs", "make", "prefixes",
-    "register", "require", "spaces", "wrappers",
+    "OptionError", "RenderError", "TimeStep", "UnknownEnvError", "VecEnv", "check_options", "list_envs", "make",
+    "prefixes", "random_policy", "register", "require", "rollout", "spaces", "wrappers",
 ]

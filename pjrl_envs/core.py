@@ -2,12 +2,26 @@
 from __future__ import annotations
 
 import abc
+import os
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from pjrl_envs.types import TimeStep
+
+
+class RenderError(ValueError):
+    """The env cannot draw to the file asked for; the message says what it can draw to."""
+
+
+def check_suffix(name: str, suffixes: tuple[str, ...], path: str | os.PathLike) -> None:
+    """Raises `RenderError` in one line unless `path`'s suffix is one of `suffixes`."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in suffixes:
+        raise RenderError(f"cannot draw {name} to {suffix or 'a file without a suffix'}; "
+                          f"this env draws to: {', '.join(suffixes) or '(none)'}")
 
 
 class Env(abc.ABC):
@@ -21,6 +35,12 @@ class Env(abc.ABC):
 
     observation_space: Any
     action_space: Any
+    name: str = ""
+    """the env's name as `make` takes it ("lib:id"); empty when it has none"""
+    max_episode_steps: int | None = None
+    """the env's own time limit in steps, None if it has none or it is unknown"""
+    render_suffixes: tuple[str, ...] = ()
+    """file suffixes (lower case, with the dot) that `render` can draw an episode to"""
 
     @abc.abstractmethod
     def reset(self, key: jax.Array) -> tuple[Any, TimeStep]: ...
@@ -30,6 +50,16 @@ class Env(abc.ABC):
 
     def to_vec(self, num_envs: int) -> "VecEnv":
         return AutoResetVecEnv(self, num_envs)
+
+    def check_render(self, path: str | os.PathLike) -> None:
+        """Raises `RenderError` (or `MissingLibraryError`) unless `render` can draw to `path`; runs nothing."""
+        check_suffix(self.name or type(self).__name__, self.render_suffixes, path)
+
+    def render(self, states: Any, path: str | os.PathLike) -> None:
+        """Draws one episode to `path`: `states` are this env's states stacked over time, leaves `(T, ...)`."""
+        del states
+        self.check_render(path)
+        raise NotImplementedError(f"{type(self).__name__} declares render_suffixes but does not render")
 
 
 class VecEnv(abc.ABC):
@@ -43,6 +73,15 @@ class VecEnv(abc.ABC):
     num_envs: int
     observation_space: Any
     action_space: Any
+    name: str = ""
+    """the env's name as `make` takes it ("lib:id"); empty when it has none"""
+    host_callbacks: bool = False
+    """True when `reset`/`step` call back into the host (a pool outside JAX, as envpool's):
+    such an env runs where its host is, so it cannot be sharded across devices or hosts"""
+    max_episode_steps: int | None = None
+    """the env's own time limit in steps, None if it has none or it is unknown"""
+    render_suffixes: tuple[str, ...] = ()
+    """file suffixes (lower case, with the dot) that `render` can draw an episode to"""
 
     @abc.abstractmethod
     def reset(self, key: jax.Array) -> tuple[Any, TimeStep]: ...
@@ -53,6 +92,39 @@ class VecEnv(abc.ABC):
     @property
     def unwrapped(self) -> "VecEnv":
         return self
+
+    def observation(self, state: Any, obs: Any) -> Any:
+        """What this env would hand the agent for `obs`, a raw observation of the unwrapped env.
+
+        `obs` may have any leading batch axes (none for one observation). Only the
+        statistics in `state` are read; nothing is updated. Wrappers that change
+        observations override it; a bare env returns `obs` unchanged.
+        """
+        del state
+        return obs
+
+    def carry_statistics(self, fresh_state: Any, trained_state: Any) -> Any:
+        """`fresh_state` (from a new `reset`) with the running statistics of `trained_state` copied in.
+
+        Both come from this same env (wrappers included); used to evaluate a trained
+        policy with the normalisers it was trained with. A bare env has none.
+        """
+        del trained_state
+        return fresh_state
+
+    def check_render(self, path: str | os.PathLike) -> None:
+        """Raises `RenderError` (or `MissingLibraryError`) unless `render` can draw to `path`; runs nothing."""
+        check_suffix(self.name or type(self).__name__, self.render_suffixes, path)
+
+    def render(self, states: Any, path: str | os.PathLike) -> None:
+        """Draws env 0's episode to `path` (parent folders are created).
+
+        `states` are this env's states stacked over time, leaves `(T, num_envs, ...)`:
+        what a `lax.scan` over `step` collects when it keeps the state before each step.
+        """
+        del states
+        self.check_render(path)
+        raise NotImplementedError(f"{type(self).__name__} declares render_suffixes but does not render")
 
 
 def _select(done: jax.Array, on_done: Any, otherwise: Any) -> Any:
@@ -97,6 +169,24 @@ class AutoResetVecEnv(VecEnv):
 
     def step(self, state, action, key):
         return jax.vmap(self._step_one)(state, action, jax.random.split(key, self.num_envs))
+
+    @property
+    def name(self) -> str:
+        return self.env.name
+
+    @property
+    def max_episode_steps(self) -> int | None:
+        return self.env.max_episode_steps
+
+    @property
+    def render_suffixes(self) -> tuple[str, ...]:
+        return self.env.render_suffixes
+
+    def check_render(self, path):
+        self.env.check_render(path)
+
+    def render(self, states, path):
+        self.env.render(jax.tree.map(lambda x: x[:, 0], states), path)  # env 0: (T, num_envs, ...) -> (T, ...)
 
 
 def _zero_action(space):

@@ -13,6 +13,7 @@ import numpy as np
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env, VecEnv
+from pjrl_envs.rollout import random_policy, rollout
 from pjrl_envs.types import TimeStep
 
 
@@ -24,27 +25,13 @@ class EnvCheckError(AssertionError):
         super().__init__("env does not conform:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _random_actions(env: VecEnv, key, mask):
-    keys = jax.random.split(key, env.num_envs)
-    space = env.action_space
-    if spaces.mask_shape(space):
-        return jax.vmap(space.sample)(keys, mask)
-    return jax.vmap(space.sample)(keys)
-
-
-def _rollout(env: VecEnv, key, num_steps: int):
+def _random_rollout(env: VecEnv, key, num_steps: int):
+    """Random legal actions from a reset: `(reset TimeStep, TimeSteps (T, B), actions (T, B, ...))`."""
     reset_key, key = jax.random.split(key)
-    state, ts = env.reset(reset_key)
-
-    def body(carry, k):
-        state, mask = carry
-        action_key, step_key = jax.random.split(k)
-        action = _random_actions(env, action_key, mask)
-        state, ts = env.step(state, action, step_key)
-        return (state, ts.action_mask), (ts, action)
-
-    _, (traj, actions) = jax.lax.scan(body, (state, ts.action_mask), jax.random.split(key, num_steps))
-    return ts, traj, actions
+    start = env.reset(reset_key)
+    _, (traj, actions) = rollout(env, random_policy(env), key, num_steps, start=start,
+                                 record=lambda before, action, after, ts: (ts, action))
+    return start[1], traj, actions
 
 
 def _structure_problems(reset_ts: TimeStep, step_ts: TimeStep) -> list[str]:
@@ -130,16 +117,16 @@ def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive:
 
     try:
         state, _ = jax.jit(env.reset)(key)
-        action = _random_actions(env, key, ts0.action_mask)
+        action = random_policy(env)(ts0.obs, ts0.action_mask, key)
         _, ts1 = jax.jit(env.step)(state, action, key)
     except Exception as e:  # noqa: BLE001
         raise EnvCheckError(problems + [f"step does not run under jit: {type(e).__name__}: {e}"]) from e
     problems += _timestep_problems(ts1, env, lead, "step")
     problems += _structure_problems(ts0, ts1)
 
-    rollout = jax.jit(lambda k: _rollout(env, k, num_steps))
+    run = jax.jit(lambda k: _random_rollout(env, k, num_steps))
     try:
-        ts_reset, traj, actions = rollout(key)
+        ts_reset, traj, actions = run(key)
     except Exception as e:  # noqa: BLE001
         raise EnvCheckError(problems + [f"step does not run inside jit + lax.scan: {type(e).__name__}: {e}"]) from e
 
@@ -164,7 +151,7 @@ def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive:
         if not chosen.all():
             problems.append("sampling with action_mask produced an illegal action (check mask layout)")
 
-    again = rollout(key)
+    again = run(key)
     same = jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)),
                         (traj, actions), (again[1], again[2]))
     if not all(jax.tree.leaves(same)):
@@ -173,7 +160,7 @@ def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive:
     if check_vmap:
         try:
             keys = jax.random.split(key, 2)
-            jax.jit(jax.vmap(lambda k: _rollout(env, k, 2)[1].reward))(keys).block_until_ready()
+            jax.jit(jax.vmap(lambda k: _random_rollout(env, k, 2)[1].reward))(keys).block_until_ready()
         except Exception as e:  # noqa: BLE001
             problems.append(f"reset/step do not run under jax.vmap: {type(e).__name__}: {str(e)[:200]}")
 

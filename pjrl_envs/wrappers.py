@@ -1,11 +1,13 @@
 """Wrappers that keep their statistics in the env state, so they jit, scan and vmap.
 
-Each `VecEnv` wrapper's state is a struct whose `inner` field holds the wrapped
-env's state. Order matters: `EpisodeStatistics` innermost records raw rewards;
-normalisers go outside it.
+A wrapper that keeps statistics (`own_state = True`) has a struct for its state
+whose `inner` field holds the wrapped env's state; the others pass the wrapped
+env's state through. Order matters: `EpisodeStatistics` innermost records raw
+rewards; normalisers go outside it.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -20,6 +22,10 @@ from pjrl_envs.types import TimeStep
 
 class VecEnvWrapper(VecEnv):
     """Passes everything through to `self.env`; subclasses override what they change."""
+
+    own_state: bool = False
+    """True when this wrapper's state is a struct with the wrapped env's state in `.inner`;
+    False when it hands the wrapped env's state through as it is"""
 
     def __init__(self, env: VecEnv):
         self.env = env
@@ -36,6 +42,42 @@ class VecEnvWrapper(VecEnv):
     @property
     def unwrapped(self) -> VecEnv:
         return self.env.unwrapped
+
+    def inner_state(self, state: Any) -> Any:
+        """The wrapped env's part of this wrapper's `state` (with any leading axes)."""
+        return state.inner if self.own_state else state
+
+    def _with_inner(self, state: Any, inner: Any) -> Any:
+        return state.replace(inner=inner) if self.own_state else inner
+
+    @property
+    def name(self) -> str:
+        return self.env.name
+
+    @property
+    def host_callbacks(self) -> bool:
+        return self.env.host_callbacks
+
+    @property
+    def max_episode_steps(self) -> int | None:
+        return self.env.max_episode_steps
+
+    @property
+    def render_suffixes(self) -> tuple[str, ...]:
+        return self.env.render_suffixes
+
+    def observation(self, state, obs):
+        return self.env.observation(self.inner_state(state), obs)
+
+    def carry_statistics(self, fresh_state, trained_state):
+        inner = self.env.carry_statistics(self.inner_state(fresh_state), self.inner_state(trained_state))
+        return self._with_inner(fresh_state, inner)
+
+    def check_render(self, path: str | os.PathLike) -> None:
+        self.env.check_render(path)
+
+    def render(self, states, path: str | os.PathLike) -> None:
+        self.env.render(self.inner_state(states), path)
 
     def __getattr__(self, name):
         if name == "env":  # not yet set: avoid infinite recursion
@@ -59,6 +101,8 @@ class EpisodeStatistics(VecEnvWrapper):
     On a step where an episode ends, `returned_episode` is True and the other two
     hold that episode's totals; agents average them where the flag is set.
     """
+
+    own_state = True
 
     def reset(self, key):
         inner, ts = self.env.reset(key)
@@ -131,6 +175,8 @@ class NormalizeObservation(VecEnvWrapper):
     clipped to `[-clip, clip]`.
     """
 
+    own_state = True
+
     def __init__(self, env: VecEnv, epsilon: float = 1e-8, clip: float = 10.0):
         super().__init__(env)
         self.epsilon, self.clip = epsilon, clip
@@ -163,6 +209,13 @@ class NormalizeObservation(VecEnvWrapper):
         moments, ts = self._apply(state.moments, ts)
         return NormalizeObservationState(inner, moments), ts
 
+    def observation(self, state, obs):
+        return self._normalize(state.moments, self.env.observation(state.inner, obs))
+
+    def carry_statistics(self, fresh_state, trained_state):
+        inner = self.env.carry_statistics(fresh_state.inner, trained_state.inner)
+        return fresh_state.replace(inner=inner, moments=trained_state.moments)
+
 
 # ---------------------------------------------------------------- reward normalisation
 
@@ -180,6 +233,8 @@ class NormalizeReward(VecEnvWrapper):
     `reward / sqrt(var(G) + epsilon)`, clipped to `[-clip, clip]`, where
     `G_t = gamma * G_{t-1} + r_t` restarts after every episode end.
     """
+
+    own_state = True
 
     def __init__(self, env: VecEnv, gamma: float = 0.99, epsilon: float = 1e-8, clip: float = 10.0):
         super().__init__(env)
@@ -199,6 +254,10 @@ class NormalizeReward(VecEnvWrapper):
         done = ts.terminated | ts.truncated
         state = NormalizeRewardState(inner, jnp.where(done, 0.0, discounted), moments)
         return state, ts._replace(reward=reward.astype(jnp.float32))
+
+    def carry_statistics(self, fresh_state, trained_state):
+        inner = self.env.carry_statistics(fresh_state.inner, trained_state.inner)
+        return fresh_state.replace(inner=inner, moments=trained_state.moments)
 
 
 # ---------------------------------------------------------------- actions and observations
@@ -223,14 +282,17 @@ class FlattenObservation(VecEnvWrapper):
 
     def __init__(self, env: VecEnv):
         super().__init__(env)
-        leaves = spaces.tree_spaces(env.observation_space)
-        low = np.concatenate([_bounds(s)[0].ravel() for s in leaves])
-        high = np.concatenate([_bounds(s)[1].ravel() for s in leaves])
+        self._leaf_spaces = spaces.tree_spaces(env.observation_space)
+        low = np.concatenate([_bounds(s)[0].ravel() for s in self._leaf_spaces])
+        high = np.concatenate([_bounds(s)[1].ravel() for s in self._leaf_spaces])
         self.observation_space = spaces.Box(low, high, low.shape, jnp.float32)
 
     def _flat(self, obs):
-        return jnp.concatenate([x.reshape(x.shape[0], -1).astype(jnp.float32)
-                                for x in jax.tree.leaves(obs)], axis=-1)
+        """Each leaf's space-shaped trailing dims flattened, leading (batch) axes kept."""
+        def one(x, space):
+            lead = x.shape[:x.ndim - len(space.shape)]
+            return x.reshape(lead + (-1,)).astype(jnp.float32)
+        return jnp.concatenate([one(x, s) for x, s in zip(jax.tree.leaves(obs), self._leaf_spaces)], axis=-1)
 
     def _apply(self, ts):
         return ts._replace(obs=self._flat(ts.obs), final_obs=self._flat(ts.final_obs))
@@ -242,6 +304,9 @@ class FlattenObservation(VecEnvWrapper):
     def step(self, state, action, key):
         state, ts = self.env.step(state, action, key)
         return state, self._apply(ts)
+
+    def observation(self, state, obs):
+        return self._flat(self.env.observation(state, obs))
 
 
 def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
@@ -270,6 +335,9 @@ class TimeLimit(Env):
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self.env, self.max_steps = env, int(max_steps)
         self.observation_space, self.action_space = env.observation_space, env.action_space
+        self.name, self.render_suffixes = env.name, env.render_suffixes
+        limit = env.max_episode_steps
+        self.max_episode_steps = self.max_steps if limit is None else min(limit, self.max_steps)
 
     def reset(self, key):
         inner, ts = self.env.reset(key)
@@ -280,3 +348,9 @@ class TimeLimit(Env):
         steps = state.steps + 1
         truncated = (ts.truncated | (steps >= self.max_steps)) & ~ts.terminated
         return TimeLimitState(inner, steps), ts._replace(truncated=truncated)
+
+    def check_render(self, path):
+        self.env.check_render(path)
+
+    def render(self, states, path):
+        self.env.render(states.inner, path)

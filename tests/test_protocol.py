@@ -1,9 +1,12 @@
-"""Auto-reset semantics and every wrapper, against numbers worked out by hand."""
+"""Auto-reset semantics, every wrapper, rollout and rendering, against numbers worked out by hand."""
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import pjrl_envs
 from pjrl_envs import spaces, wrappers
 from pjrl_envs.core import AutoResetVecEnv
 from tests.envs import CounterEnv
@@ -184,3 +187,172 @@ def test_space_sampling_respects_masks():
     box = spaces.Box(-1.0, 1.0, (3,))
     x = jax.vmap(box.sample)(jax.random.split(KEY, 50))
     assert bool(jax.vmap(box.contains)(x).all())
+
+
+# ---------------------------------------------------------------- rollout
+
+
+def test_rollout_records_each_step_and_continues_from_where_it_stopped():
+    env = AutoResetVecEnv(CounterEnv(length=3), 2)
+    policy = lambda obs, mask, key: jnp.zeros((2,), jnp.int32)
+    (state, ts), records = jax.jit(lambda k: pjrl_envs.rollout(env, policy, k, 5))(KEY)
+    # rewards 1, 2, 3 then a new episode 1, 2
+    np.testing.assert_array_equal(records.reward[:, 0], [1, 2, 3, 1, 2])
+    np.testing.assert_array_equal(records.terminated[:, 1], [False, False, True, False, False])
+    assert records.obs.shape == (5, 2, 2) and int(state["steps"][0]) == 2
+    # continuing from (state, ts) and recording the states before each step
+    _, before = pjrl_envs.rollout(env, policy, KEY, 2, start=(state, ts),
+                                  record=lambda s, a, s2, t: s)
+    np.testing.assert_array_equal(before["steps"][:, 0], [2, 0])  # the step from 2 ended the episode
+
+
+def test_random_policy_samples_legal_actions_per_env():
+    class Masked(CounterEnv):
+        def reset(self, key):
+            s, ts = super().reset(key)
+            return s, ts._replace(action_mask=jnp.array([False, True, False, True]))
+
+        def step(self, state, action, key):
+            s, ts = super().step(state, action, key)
+            return s, ts._replace(action_mask=jnp.array([False, True, False, True]))
+
+    env = AutoResetVecEnv(Masked(num_actions=4), 3)
+    _, actions = pjrl_envs.rollout(env, pjrl_envs.random_policy(env), KEY, 40, record=lambda s, a, s2, t: a)
+    assert actions.shape == (40, 3) and set(np.unique(actions).tolist()) == {1, 3}
+
+
+# ---------------------------------------------------------------- declared properties of the wrapper stack
+
+
+class _HostVec(AutoResetVecEnv):
+    host_callbacks = True
+
+
+def test_wrappers_report_the_inner_envs_properties():
+    base = AutoResetVecEnv(wrappers.TimeLimit(CounterEnv(), max_steps=7), 2)
+    env = wrappers.NormalizeReward(wrappers.NormalizeObservation(wrappers.EpisodeStatistics(base)))
+    assert not env.host_callbacks and env.max_episode_steps == 7 and env.render_suffixes == ()
+    host = wrappers.NormalizeReward(wrappers.EpisodeStatistics(_HostVec(CounterEnv(), 2)))
+    assert host.host_callbacks and host.max_episode_steps is None
+
+
+# ---------------------------------------------------------------- observation and carry_statistics
+
+
+def _stack(num_envs=2, clip=100.0):
+    """EpisodeStatistics -> NormalizeObservation -> NormalizeReward over CounterEnv (obs [t, 10 t])."""
+    env = wrappers.EpisodeStatistics(AutoResetVecEnv(CounterEnv(length=10), num_envs))
+    env = wrappers.NormalizeObservation(env, epsilon=0.0, clip=clip)
+    return wrappers.NormalizeReward(env, gamma=0.5, epsilon=0.0)
+
+
+def test_observation_applies_the_current_moments_to_one_or_many_raw_observations():
+    env = _stack()
+    state, _ = env.reset(KEY)
+    state, ts = env.step(state, ZERO2, KEY)
+    # moments after obs [0, 0] twice (reset) then [1, 10] twice (step), from (mean 0, var 1, count 1e-4):
+    count = 2 + 1e-4
+    var0 = 1e-4 / count
+    total = count + 2
+    mean = np.array([1.0, 10.0]) * 2 / total
+    var = (var0 * count + np.array([1.0, 100.0]) * count * 2 / total) / total
+    # what the agent was handed is the raw [1, 10] seen through the stack
+    np.testing.assert_allclose(env.observation(state, jnp.array([1.0, 10.0])), ts.obs[0], rtol=1e-6)
+    np.testing.assert_allclose(ts.obs[0], (np.array([1.0, 10.0]) - mean) / np.sqrt(var), rtol=1e-4)
+    # one observation without a batch axis, and a (3, 2) batch
+    one = env.observation(state, jnp.array([3.0, 30.0]))
+    assert one.shape == (2,)
+    np.testing.assert_allclose(one, (np.array([3.0, 30.0]) - mean) / np.sqrt(var), rtol=1e-4)
+    raw = jnp.array([[0.0, 0.0], [3.0, 30.0], [5.0, 0.0]])
+    np.testing.assert_allclose(env.observation(state, raw), (np.asarray(raw) - mean) / np.sqrt(var), rtol=1e-4)
+    # nothing is updated: the same call gives the same answer
+    np.testing.assert_array_equal(env.observation(state, raw), env.observation(state, raw))
+
+
+def test_observation_clips_and_a_bare_env_is_the_identity():
+    env = _stack(clip=0.5)
+    state, _ = env.reset(KEY)
+    state, _ = env.step(state, ZERO2, KEY)
+    # (3 - 2/4.0001) / sqrt(0.25...) is about 5: clipped to 0.5; the same in dim 1
+    np.testing.assert_allclose(env.observation(state, jnp.array([3.0, 30.0])), [0.5, 0.5])
+    np.testing.assert_allclose(env.observation(state, jnp.array([0.0, 0.0])), [-0.5, -0.5])
+    bare = AutoResetVecEnv(CounterEnv(), 2)
+    assert bare.observation(None, jnp.array([3.0, 30.0])).tolist() == [3.0, 30.0]
+
+
+def test_flatten_observation_flattens_the_trailing_dims_of_any_batch():
+    class Tree(CounterEnv):
+        def __init__(self):
+            super().__init__()
+            self.observation_space = {"a": spaces.Box(0, 10, (2, 2)), "b": spaces.Discrete(5)}
+
+    env = wrappers.FlattenObservation(AutoResetVecEnv(Tree(), 2))
+    one = {"a": jnp.arange(4.0).reshape(2, 2), "b": jnp.asarray(3)}
+    np.testing.assert_array_equal(env.observation(None, one), [0, 1, 2, 3, 3])
+    many = jax.tree.map(lambda x: jnp.broadcast_to(x, (4, 3) + x.shape), one)
+    flat = env.observation(None, many)
+    assert flat.shape == (4, 3, 5)
+    np.testing.assert_array_equal(flat[2, 1], [0, 1, 2, 3, 3])
+
+
+def test_carry_statistics_copies_the_moments_and_nothing_else():
+    env = _stack()
+    trained, _ = env.reset(KEY)
+    for i in range(4):
+        trained, _ = env.step(trained, ZERO2, jax.random.PRNGKey(i))
+    fresh, _ = env.reset(jax.random.PRNGKey(9))
+    carried = env.carry_statistics(fresh, trained)
+    same = lambda a, b: jax.tree.all(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b))
+    assert same(carried.moments, trained.moments)  # NormalizeReward's
+    assert same(carried.inner.moments, trained.inner.moments)  # NormalizeObservation's
+    assert not same(fresh.moments, trained.moments) and not same(fresh.inner.moments, trained.inner.moments)
+    # the episode in progress is the fresh one: returns, discounted returns and the env itself
+    assert same(carried.discounted_return, fresh.discounted_return)
+    assert same(carried.inner.inner, fresh.inner.inner)
+    bare = AutoResetVecEnv(CounterEnv(), 2)
+    assert bare.carry_statistics("fresh", "trained") == "fresh"
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_check_render_refuses_in_one_line_naming_what_the_env_draws():
+    cases = [
+        (pjrl_envs.make("gymnax:Reacher-misc"), "a.gif",
+         "cannot draw gymnax:Reacher-misc to .gif; this env draws to: (none)"),
+        (wrappers.EpisodeStatistics(pjrl_envs.make("gymnax:CartPole-v1")), "run/a.html",
+         "cannot draw gymnax:CartPole-v1 to .html; this env draws to: .gif"),
+        (pjrl_envs.make("gymnax:Breakout-MinAtar"), "a",
+         "cannot draw gymnax:Breakout-MinAtar to a file without a suffix"),
+        (AutoResetVecEnv(CounterEnv(), 2), "a.gif", "cannot draw CounterEnv to .gif; this env draws to: (none)"),
+    ]
+    for env, path, message in cases:
+        with pytest.raises(pjrl_envs.RenderError) as err:
+            env.check_render(path)
+        assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    pjrl_envs.make("gymnax:Breakout-MinAtar").check_render("out/a.GIF")
+    assert issubclass(pjrl_envs.RenderError, ValueError)
+
+
+def test_classic_control_without_pygame_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pygame", None)  # makes `import pygame` fail
+    with pytest.raises(pjrl_envs.MissingLibraryError, match=r"needs pygame: pip install 'pygame==2\.6\.1'$"):
+        pjrl_envs.make("gymnax:CartPole-v1").check_render("a.gif")
+    pjrl_envs.make("gymnax:Breakout-MinAtar").check_render("a.gif")  # drawn by matplotlib alone
+
+
+def test_gymnax_renders_one_frame_per_state(tmp_path):
+    pytest.importorskip("pygame")
+    from PIL import Image
+    env = wrappers.EpisodeStatistics(pjrl_envs.make("gymnax:CartPole-v1", num_envs=3))
+    _, states = jax.jit(lambda k: pjrl_envs.rollout(env, pjrl_envs.random_policy(env), k, 6,
+                                                    record=lambda before, a, after, ts: before))(KEY)
+    assert states.episode_return.shape == (6, 3)  # (T, num_envs): the wrapper's states, stacked
+    gif = tmp_path / "sub" / "episode.gif"
+    env.render(states, gif)
+    with Image.open(gif) as im:
+        assert im.n_frames == 6
+        first = np.asarray(im.convert("RGB"))
+        im.seek(5)
+        last = np.asarray(im.convert("RGB"))
+    assert first.shape[0] > 100 and not np.array_equal(first, last)

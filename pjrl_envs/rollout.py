@@ -1,0 +1,63 @@
+"""`rollout`: a policy run in a `VecEnv` for a fixed number of steps, as one `lax.scan`.
+
+    (state, ts), records = rollout(env, random_policy(env), key, num_steps=100)
+
+Training, evaluation, rendering and `check_env` all step envs this way.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+
+from pjrl_envs import spaces
+from pjrl_envs.core import VecEnv
+from pjrl_envs.types import TimeStep
+
+Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]
+"""`policy(obs, mask, key) -> action`, batched over the env's `num_envs`"""
+Record = Callable[[Any, jax.Array, Any, TimeStep], Any]
+"""`record(state_before, action, state_after, timestep) -> pytree` kept for each step"""
+
+
+def _timestep(state_before, action, state_after, ts: TimeStep) -> TimeStep:
+    del state_before, action, state_after
+    return ts
+
+
+def rollout(env: VecEnv, policy: Policy, key: jax.Array, num_steps: int,
+            start: tuple[Any, TimeStep] | None = None,
+            record: Record | None = None) -> tuple[tuple[Any, TimeStep], Any]:
+    """Runs `policy` in `env` for `num_steps` steps; pure and jittable.
+
+    `start` is a `(state, timestep)` to continue from; without it the env is
+    reset with a key split off `key`. `record` picks what is kept per step (by
+    default the step's `TimeStep`). Returns `((state, timestep), records)`: where
+    the rollout stopped, and the records with leaves `(num_steps, ...)`.
+    """
+    if start is None:
+        reset_key, key = jax.random.split(key)
+        start = env.reset(reset_key)
+    record = record or _timestep
+
+    def step(carry, step_key):
+        state, ts = carry
+        act_key, env_key = jax.random.split(step_key)
+        action = policy(ts.obs, ts.action_mask, act_key)
+        next_state, next_ts = env.step(state, action, env_key)
+        return (next_state, next_ts), record(state, action, next_state, next_ts)
+
+    return jax.lax.scan(step, start, jax.random.split(key, num_steps))
+
+
+def random_policy(env: VecEnv) -> Policy:
+    """A policy drawing uniform actions from `env.action_space`, only legal ones where the env masks."""
+    space = env.action_space
+    masked = bool(spaces.mask_shape(space))
+
+    def policy(obs, mask, key):
+        del obs
+        keys = jax.random.split(key, env.num_envs)
+        return jax.vmap(space.sample)(keys, mask) if masked else jax.vmap(space.sample)(keys)
+
+    return policy
