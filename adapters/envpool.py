@@ -362,7 +362,18 @@ def _env_rows(rows, num_envs: int) -> np.ndarray:
 
 
 def list_envs() -> list[str]:
-    return list(_envpool().list_all_envs())
+    """Each envpool task once, by the name it was registered under first.
+
+    envpool's registry maps every name to a spec entry (import path, spec class,
+    config); an alias (`Jumanji/Maze-v0` for `Maze-v0`, `phys2d/CartPole-v1`) or a
+    version envpool builds identically (`Hopper-v4` as `Hopper-v3`) repeats an
+    earlier entry, and is left out.
+    """
+    registry = require("envpool.registration", REQUIRES).registry
+    first: dict[str, str] = {}
+    for name, (import_path, spec_cls, config) in registry.specs.items():
+        first.setdefault(repr((import_path, spec_cls, sorted(config.items()))), name)
+    return list(first.values())
 
 
 def make(env_id: str, num_envs: int = 1, **options) -> EnvpoolVecEnv:

@@ -6,9 +6,12 @@ entry-point group `pjrl.adapters`, named by its prefix; `register` adds one in-p
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
+import os
+import sys
 from importlib import metadata
 from typing import Any, Callable, Iterable
 
@@ -41,11 +44,39 @@ def check_options(env_name: str, given: Iterable[str], allowed: Iterable[str]) -
 
 
 def require(module: str, requirement: str) -> Any:
-    """Imports `module` (e.g. "brax.envs"), or raises MissingLibraryError naming `pip install requirement`."""
+    """Imports `module` (e.g. "brax.envs"), or raises MissingLibraryError naming `pip install requirement`.
+
+    Whatever the library prints while it imports goes to stderr, so that stdout
+    (`pjrl envs`, say) carries only what pjrl prints.
+    """
+    if sys.modules.get(module) is not None:
+        return sys.modules[module]
     try:
-        return importlib.import_module(module)
+        with _stdout_to_stderr():
+            return importlib.import_module(module)
     except ImportError as e:
         raise MissingLibraryError(f"{module.split('.')[0]} is not installed: pip install '{requirement}'") from e
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Sends Python's and the C libraries' writes to stdout to stderr for the duration."""
+    try:
+        out, err = sys.__stdout__.fileno(), sys.__stderr__.fileno()
+    except (AttributeError, OSError, ValueError):  # no file descriptors (embedded, closed): Python's only
+        out = err = None
+    with contextlib.redirect_stdout(sys.stderr):
+        if out is None:
+            yield
+            return
+        sys.__stdout__.flush()
+        saved = os.dup(out)
+        os.dup2(err, out)
+        try:
+            yield
+        finally:
+            os.dup2(saved, out)
+            os.close(saved)
 
 
 @dataclasses.dataclass

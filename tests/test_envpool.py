@@ -134,6 +134,14 @@ def test_bad_names_and_options_are_said_plainly():
     assert "envpool:Pong-v5" in pjrl_envs.list_envs("envpool")
 
 
+def test_each_task_is_listed_once_by_its_own_name():
+    names = pjrl_envs.list_envs("envpool")
+    assert len(names) == len(set(names))
+    assert {"envpool:Maze-v0", "envpool:CartPole-v1", "envpool:Highway-v0"} <= set(names)
+    # aliases of those: envpool maps them to the same spec
+    assert not {"envpool:Jumanji/Maze-v0", "envpool:phys2d/CartPole-v1", "envpool:highway-v0"} & set(names)
+
+
 def test_atari_example_runs(capsys):
     import importlib.util
     from pathlib import Path

@@ -126,6 +126,21 @@ def test_missing_library_names_the_package_to_install(monkeypatch):
         pjrl_envs.make("brax:ant")
 
 
+def test_importing_pjrl_envs_imports_no_env_library():
+    code = ("import sys, pjrl_envs; "
+            "print(sorted(m for m in ('gymnax', 'brax', 'jumanji', 'pgx', 'envpool', 'pygame') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_library_chatter_never_reaches_stdout():
+    pytest.importorskip("brax")  # mujoco prints "Failed to import warp" when brax imports it
+    code = 'import pjrl_envs; print("\\n".join(pjrl_envs.list_envs("brax")))'
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines and all(line.startswith("brax:") for line in lines), out.stdout
+
+
 def test_cli_missing_library_is_one_line():
     code = ("import sys; sys.modules['pgx'] = None; from pjrl_agents import cli; "
             "sys.exit(cli.main(['train', '--env', 'pgx:tic_tac_toe']))")
