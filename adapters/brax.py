@@ -19,7 +19,8 @@ step pays for a reset it does not use:
   the reset runs on steps where some env in the batch finished.
 
 `render` writes an episode to an HTML page that replays it in the browser
-(brax.io.html, from the pipeline states).
+(brax.io.html, from the pipeline states); `fast`, brax's test env, has no model
+to draw.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from pjrl_envs.types import TimeStep
 REQUIRES = "brax==0.14.2"
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 AUTO_RESETS = ("cached", "fresh")
+UNDRAWN = ("fast",)  # no system (model) to draw
 
 
 def _brax_envs():
@@ -72,8 +74,6 @@ def _options(env_cls) -> set[str]:
 class BraxVecEnv(VecEnv):
     """A batch of `num_envs` brax envs under the pjrl protocol, same-step auto-reset included."""
 
-    render_suffixes = (".html",)
-
     def __init__(self, env_id: str, num_envs: int, backend: str = "generalized", episode_length: int = 1000,
                  action_repeat: int = 1, auto_reset: str = "cached", **kwargs):
         envs = _brax_envs()
@@ -92,6 +92,7 @@ class BraxVecEnv(VecEnv):
         self.env_id = env_id
         self.name = f"brax:{env_id}"
         self.max_episode_steps = -(-int(episode_length) // int(action_repeat))  # the wrapper counts repeats
+        self.render_suffixes = () if env_id in UNDRAWN else (".html",)
         self.backend = backend
         self.auto_reset = auto_reset
         self.num_envs = int(num_envs)

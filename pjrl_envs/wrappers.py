@@ -17,7 +17,6 @@ from flax import struct
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env, VecEnv
-from pjrl_envs.types import TimeStep
 
 
 class VecEnvWrapper(VecEnv):

@@ -1,12 +1,13 @@
-"""The brax adapter: conformance, truncation from the episode wrapper, auto-reset, options.
+"""The brax adapter: truncation from the episode wrapper, auto-reset, options, rendering.
 
-Brax envs take 10-30 s each to compile on a CPU, so the default run checks a
-representative two (`fast`, brax's trivial test env, and `inverted_pendulum`,
-which terminates, through the "fresh" auto-reset path); `PJRL_ALL_ENVS=1 pytest
-tests/test_adapters_brax.py` checks every env brax registers and the slower
-semantics tests.
+Conformance (`check_env`) is in tests/test_conformance.py. Brax envs take 10-30 s
+each to compile on a CPU, so the semantics tests on a physics env run only with
+`--all-envs` (or PJRL_ALL_ENVS=1).
 """
-import os
+import base64
+import json
+import re
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -16,34 +17,14 @@ import pytest
 pytest.importorskip("brax")
 
 import pjrl_envs  # noqa: E402
-from pjrl_adapters import brax as brax_adapter  # noqa: E402
 from pjrl_envs.testing import check_env  # noqa: E402
 
-REPRESENTATIVE = ["fast", "inverted_pendulum"]
-ALL = os.environ.get("PJRL_ALL_ENVS") == "1"
-# Every registered env is checked with the default backend, except:
-EXCLUDED: dict[str, str] = {
-    "swimmer": "brax 0.14.2's fluid model calls jnp.clip(a_min=...), which jax 0.10 removed; "
-               "its step fails inside brax itself",
-}
+SLOW = "compiles a physics env (~25 s); --all-envs (or PJRL_ALL_ENVS=1) runs it"
 
 
 def test_every_brax_env_is_listed():
     from brax import envs
     assert pjrl_envs.list_envs("brax") == [f"brax:{n}" for n in sorted(envs._envs)]
-
-
-@pytest.mark.parametrize("env_id", brax_adapter.list_envs() if ALL else REPRESENTATIVE)
-def test_check_env(env_id):
-    if env_id in EXCLUDED:
-        pytest.skip(EXCLUDED[env_id])
-    # inverted_pendulum runs the "fresh" auto-reset path as well, at no extra compile
-    auto_reset = "fresh" if env_id == "inverted_pendulum" else "cached"
-    env = pjrl_envs.make(f"brax:{env_id}", num_envs=3, episode_length=40, auto_reset=auto_reset)
-    assert isinstance(env.action_space, pjrl_envs.Box)
-    assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
-    report = check_env(env, num_steps=90)
-    assert report["terminated"] + report["truncated"] > 0
 
 
 def test_time_limit_is_truncation_and_restarts_from_the_cached_state():
@@ -64,15 +45,17 @@ def test_time_limit_is_truncation_and_restarts_from_the_cached_state():
     np.testing.assert_allclose(ts.obs, obs[0])  # the next episode replays the first
 
 
-@pytest.mark.skipif(not ALL, reason="compiles a physics env (~25 s); PJRL_ALL_ENVS=1 runs it")
-def test_termination_is_not_truncation():
+def test_termination_is_not_truncation(all_envs):
+    if not all_envs:
+        pytest.skip(SLOW)
     env = pjrl_envs.make("brax:inverted_pendulum", num_envs=8, episode_length=1000)
     report = check_env(env, num_steps=60, check_vmap=False)
     assert report["terminated"] > 0 and report["truncated"] == 0
 
 
-@pytest.mark.skipif(not ALL, reason="compiles a physics env (~25 s); PJRL_ALL_ENVS=1 runs it")
-def test_fresh_auto_reset_draws_a_new_initial_state():
+def test_fresh_auto_reset_draws_a_new_initial_state(all_envs):
+    if not all_envs:
+        pytest.skip(SLOW)
     env = pjrl_envs.make("brax:inverted_pendulum", num_envs=4, episode_length=2, auto_reset="fresh")
     step = jax.jit(env.step)
     state, ts0 = jax.jit(env.reset)(jax.random.PRNGKey(0))
@@ -93,6 +76,29 @@ def test_bad_options_name_the_allowed_values():
         pjrl_envs.make("brax:half_cheetah")
     env = pjrl_envs.make("brax:ant", backend="positional", ctrl_cost_weight=0.2)
     assert env.brax_env.backend == "positional"
+
+
+def test_render_writes_the_system_and_env_0s_states_to_html(tmp_path):
+    env = pjrl_envs.make("brax:inverted_pendulum", num_envs=2, backend="positional", episode_length=3)
+    assert env.render_suffixes == (".html",) and env.max_episode_steps == 3
+    with pytest.raises(pjrl_envs.RenderError, match=r"^cannot draw brax:fast to \.html; this env draws to: \(none\)$"):
+        pjrl_envs.make("brax:fast").check_render("a.html")
+    env = pjrl_envs.wrappers.EpisodeStatistics(env)  # renders through the wrapper
+    policy = lambda obs, mask, key: jnp.ones((2, 1))
+    record = lambda before, action, after, ts: before
+    _, states = jax.jit(lambda k: pjrl_envs.rollout(env, policy, k, 5, record=record))(jax.random.PRNGKey(0))
+    page = tmp_path / "sub" / "episode.html"
+    env.render(states, page)
+    system = json.loads(zlib.decompress(base64.b64decode(
+        re.search(r'var system = "([^"]+)"', page.read_text()).group(1))))
+    assert system["link_names"] == ["cart", "pole"]
+    poses = system["states"]["x"]
+    assert len(poses) == 5  # one per state: the cart moves, then restarts after 3 steps
+    assert poses[0]["pos"] != poses[1]["pos"] and poses[3]["pos"] == poses[0]["pos"]
+
+
+def test_max_episode_steps_counts_agent_steps():
+    assert pjrl_envs.make("brax:fast", episode_length=10, action_repeat=3).max_episode_steps == 4
 
 
 @pytest.mark.slow

@@ -1,12 +1,7 @@
-"""The jumanji adapter: conformance, step_type/discount to flags, specs to spaces, mask layouts.
+"""The jumanji adapter: step_type/discount to flags, specs to spaces, mask layouts.
 
-Each env compiles for 10-60 s on a CPU, so the default run checks one env per
-kind of action space (Discrete with a mask and a corrected bound: TSP; a joint
-multi-discrete mask turned Discrete: Minesweeper; a per-choice multi-discrete
-mask: Cleaner); `PJRL_ALL_ENVS=1` checks every registered env.
+Conformance (`check_env`) is in tests/test_conformance.py.
 """
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,23 +11,11 @@ pytest.importorskip("jumanji")
 
 import pjrl_envs  # noqa: E402
 from pjrl_adapters import jumanji as jumanji_adapter  # noqa: E402
-from pjrl_envs.testing import check_env  # noqa: E402
-
-REPRESENTATIVE = ["TSP-v1", "Minesweeper-v0", "Cleaner-v0"]
-ALL = os.environ.get("PJRL_ALL_ENVS") == "1"
-EXCLUDED = dict(jumanji_adapter.NEEDS_NETWORK)  # Sokoban-v0: downloads its levels when made
 
 
 def test_every_jumanji_env_is_listed():
     import jumanji
     assert pjrl_envs.list_envs("jumanji") == [f"jumanji:{n}" for n in sorted(jumanji.registered_environments())]
-
-
-@pytest.mark.parametrize("env_id", jumanji_adapter.list_envs() if ALL else REPRESENTATIVE)
-def test_check_env(env_id):
-    if env_id in EXCLUDED:
-        pytest.skip(EXCLUDED[env_id])
-    check_env(pjrl_envs.make(f"jumanji:{env_id}", num_envs=3), num_steps=60, check_vmap=ALL)
 
 
 def test_specs_become_spaces():

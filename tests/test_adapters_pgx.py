@@ -1,11 +1,7 @@
-"""The pgx adapter: conformance, and two-player games as one learner against an opponent.
+"""The pgx adapter: two-player games as one learner against an opponent, time limits, options.
 
-Each game compiles for 10-40 s on a CPU, so the default run checks a
-representative two (tic_tac_toe: two players, masks; minatar-breakout: one
-player, stochastic); `PJRL_ALL_ENVS=1` checks every pgx game.
+Conformance (`check_env`) is in tests/test_conformance.py.
 """
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,25 +10,11 @@ import pytest
 pytest.importorskip("pgx")
 
 import pjrl_envs  # noqa: E402
-from pjrl_adapters import pgx as pgx_adapter  # noqa: E402
-from pjrl_envs.testing import check_env  # noqa: E402
-
-REPRESENTATIVE = ["tic_tac_toe", "minatar-breakout"]
-ALL = os.environ.get("PJRL_ALL_ENVS") == "1"
-EXCLUDED: dict[str, str] = {}  # every pgx game conforms
 
 
 def test_every_pgx_env_is_listed():
     import pgx
     assert pjrl_envs.list_envs("pgx") == [f"pgx:{n}" for n in pgx.available_envs()]
-
-
-@pytest.mark.parametrize("env_id", pgx_adapter.list_envs() if ALL else REPRESENTATIVE)
-def test_check_env(env_id):
-    if env_id in EXCLUDED:
-        pytest.skip(EXCLUDED[env_id])
-    report = check_env(pjrl_envs.make(f"pgx:{env_id}", num_envs=4), num_steps=60, check_vmap=ALL)
-    assert report["truncated"] == 0
 
 
 def _lowest_legal(params, obs, mask, key):

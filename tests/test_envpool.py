@@ -1,4 +1,7 @@
-"""envpool through host callbacks: conformance, same-step auto-reset, seeds under vmap, errors."""
+"""envpool through host callbacks: same-step auto-reset, seeds under vmap, errors, the task list.
+
+Conformance (`check_env`) is in tests/test_conformance.py.
+"""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,29 +10,8 @@ import pytest
 envpool = pytest.importorskip("envpool")
 
 import pjrl_envs  # noqa: E402
-from pjrl_envs.testing import check_env  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.mark.parametrize("env_id, options", [
-    ("CartPole-v1", {}),
-    ("Acrobot-v1", {}),
-    ("Pendulum-v1", {}),  # Box actions
-    ("Pong-v5", {"max_episode_steps": 40}),  # Atari, uint8 frames; a short limit to see truncation
-    ("Breakout-v5", {"episodic_life": True, "stack_num": 2}),
-    ("Hopper-v5", {}),  # MuJoCo, float64 on the host
-    ("CheetahRun-v1", {}),  # dm_control: dict observation
-])
-def test_check_env_passes(env_id, options):
-    env = pjrl_envs.make(f"envpool:{env_id}", num_envs=3, **options)
-    report = check_env(env, num_steps=60)
-    assert report["steps"] == 180
-    if env_id == "Pong-v5":
-        assert report["truncated"] == 3 and report["terminated"] == 0  # the time limit is truncation
-    if env_id == "Breakout-v5":
-        assert env.observation_space.shape == (2, 84, 84) and env.observation_space.dtype == np.uint8
-    env.close()
 
 
 def _rollout(env, key, actions):

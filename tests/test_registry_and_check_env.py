@@ -1,4 +1,4 @@
-"""The registry's names and errors, and check_env on every gymnax env and on broken ones."""
+"""The registry's names and errors, and check_env on broken envs (conformance is tests/test_conformance.py)."""
 import subprocess
 import sys
 
@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import pytest
 
 import pjrl_envs
-from pjrl_adapters import gymnax as gymnax_adapter
 from pjrl_envs.testing import EnvCheckError, check_env
 from pjrl_envs.wrappers import VecEnvWrapper
 from tests.envs import CounterEnv
@@ -50,15 +49,6 @@ def test_register_in_process():
     assert "counter:3" in pjrl_envs.list_envs("counter")
     with pytest.raises(pjrl_envs.UnknownEnvError, match="counter:5"):
         pjrl_envs.make("counter:55")
-
-
-GYMNAX_IDS = [n for n in gymnax_adapter.list_envs() if n not in gymnax_adapter.NEEDS_NETWORK]
-
-
-@pytest.mark.parametrize("env_id", GYMNAX_IDS)
-def test_check_env_passes_on_gymnax(env_id):
-    report = check_env(pjrl_envs.make(f"gymnax:{env_id}", num_envs=3), num_steps=120)
-    assert report["steps"] == 360
 
 
 def test_terminated_and_truncated_are_exclusive_in_gymnax():

@@ -1,0 +1,193 @@
+"""The one conformance suite: `check_env` on each adapter's envs, parametrised over (library, env id).
+
+By default it checks every gymnax env, the custom adapter's example env and a
+representative few of each other library, chosen to cover their kinds of spaces
+and endings (each of those compiles for 10-60 s on a CPU). With `--all-envs` (or
+PJRL_ALL_ENVS=1) it checks every env of every installed library, less the
+exclusions below, each skipped with its reason; there an envpool env the adapter
+declines (NotImplementedError: a space it does not convert) or that needs a
+system library missing here (ImportError) is skipped with that message. A
+library that is not installed is skipped, saying what to install.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import pjrl_envs
+from pjrl_envs import registry
+from pjrl_envs.testing import check_env
+
+CORRIDOR = Path(__file__).resolve().parents[1] / "examples" / "custom_adapter"
+
+
+@dataclasses.dataclass(frozen=True)
+class Library:
+    """How one library's envs are checked."""
+
+    module: str
+    """the library's import name; empty for the custom adapter, which needs none"""
+    num_envs: int
+    num_steps: int
+    representative: tuple[str, ...] | None
+    """the env ids checked by default; None: every env, always"""
+    vmap_by_default: bool = True
+    """`check_vmap` outside `--all-envs` (which always checks it)"""
+    excluded: Callable[[list[str]], dict[str, str]] = lambda ids: {}
+    """env id -> why it is not checked, for the ids about to be checked"""
+    options: Callable[[str], dict] = lambda env_id: {}
+    """keyword options for `make`"""
+    expect: Callable[[str, Any, dict], None] = lambda env_id, env, report: None
+    """library-specific checks on the env and `check_env`'s report"""
+
+
+# ---------------------------------------------------------------- per library
+
+
+def _gymnax_excluded(ids):
+    return {"MNISTBandit-bsuite": "downloads MNIST from the internet when made"}
+
+
+def _brax_expect(env_id, env, report):
+    assert isinstance(env.action_space, pjrl_envs.Box)
+    assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    assert report["terminated"] + report["truncated"] > 0
+
+
+def _brax_options(env_id):
+    # inverted_pendulum runs the "fresh" auto-reset path as well, at no extra compile
+    return {"episode_length": 40, "auto_reset": "fresh" if env_id == "inverted_pendulum" else "cached"}
+
+
+def _brax_excluded(ids):
+    return {"swimmer": "brax 0.14.2's fluid model calls jnp.clip(a_min=...), which jax 0.10 removed; "
+                       "its step fails inside brax itself"}
+
+
+def _jumanji_excluded(ids):
+    from pjrl_adapters import jumanji as jumanji_adapter
+    return dict(jumanji_adapter.NEEDS_NETWORK)  # Sokoban-v0: downloads its levels when made
+
+
+def _pgx_expect(env_id, env, report):
+    assert report["truncated"] == 0  # pgx games end by their own rules
+
+
+ENVPOOL_OPTIONS = {
+    "Pong-v5": {"max_episode_steps": 40},  # Atari, uint8 frames; a short limit to see truncation
+    "Breakout-v5": {"episodic_life": True, "stack_num": 2},
+}
+
+
+def _envpool_expect(env_id, env, report):
+    if env_id == "Pong-v5":
+        assert report["truncated"] == 3 and report["terminated"] == 0  # the time limit is truncation
+    if env_id == "Breakout-v5":
+        assert env.observation_space.shape == (2, 84, 84) and env.observation_space.dtype == np.uint8
+
+
+def _envpool_excluded(ids):
+    from envpool.registration import registry as envpool_registry
+    why = {"envpool.vizdoom": "making a vizdoom pool here crashes the process (signal 11 in DoomController)"}
+    out = {i: why[envpool_registry.specs[i][0]] for i in ids if envpool_registry.specs[i][0] in why}
+    for i in ("Sudoku-v0", "Sudoku-very-easy-v0"):
+        out[i] = "envpool 1.2.5's wheel lacks the Sudoku puzzle database it opens when made"
+    return out
+
+
+def _corridor_expect(env_id, env, report):
+    if env_id == "Corridor-v0":
+        assert report["terminated"] > 0 and report["truncated"] > 0  # both ways an episode ends are seen
+
+
+LIBRARIES = {
+    "gymnax": Library("gymnax", num_envs=3, num_steps=120, representative=None, excluded=_gymnax_excluded),
+    "brax": Library("brax", num_envs=3, num_steps=90, representative=("fast", "inverted_pendulum"),
+                    excluded=_brax_excluded, options=_brax_options, expect=_brax_expect),
+    # one env per kind of action space: Discrete with a mask and a corrected bound (TSP), a joint
+    # multi-discrete mask turned Discrete (Minesweeper), a per-choice multi-discrete mask (Cleaner)
+    "jumanji": Library("jumanji", num_envs=3, num_steps=60,
+                       representative=("TSP-v1", "Minesweeper-v0", "Cleaner-v0"),
+                       vmap_by_default=False, excluded=_jumanji_excluded),
+    # two players with masks; one player, stochastic
+    "pgx": Library("pgx", num_envs=4, num_steps=60, representative=("tic_tac_toe", "minatar-breakout"),
+                   vmap_by_default=False, expect=_pgx_expect),
+    # classic control, Box actions, Atari frames, MuJoCo (float64 on the host), dm_control (dict obs)
+    "envpool": Library("envpool", num_envs=3, num_steps=60,
+                       representative=("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "Pong-v5", "Breakout-v5",
+                                       "Hopper-v5", "CheetahRun-v1"),
+                       excluded=_envpool_excluded, options=lambda env_id: ENVPOOL_OPTIONS.get(env_id, {}),
+                       expect=_envpool_expect),
+    # the worked example of docs/writing-an-adapter.md
+    "corridor": Library("", num_envs=8, num_steps=300, representative=("Corridor-v0",), expect=_corridor_expect),
+}
+
+
+# ---------------------------------------------------------------- parametrisation
+
+
+def _corridor_module():
+    sys.path.insert(0, str(CORRIDOR))
+    try:
+        return importlib.import_module("pjrl_corridor")
+    finally:
+        sys.path.remove(str(CORRIDOR))
+
+
+def _ids(name: str) -> list[str]:
+    if name == "corridor":
+        return _corridor_module().list_envs()
+    return [n.partition(":")[2] for n in pjrl_envs.list_envs(name)]
+
+
+def _params(name: str, everything: bool) -> list:
+    lib = LIBRARIES[name]
+    if lib.module and importlib.util.find_spec(lib.module) is None:
+        reason = f"{lib.module} is not installed: pip install '{registry.get_adapter(name).requires}'"
+        return [pytest.param(name, None, id=name, marks=pytest.mark.skip(reason=reason))]
+    ids = _ids(name) if everything or lib.representative is None else list(lib.representative)
+    excluded = lib.excluded(ids)
+    return [pytest.param(name, i, id=f"{name}:{i}",
+                         marks=[pytest.mark.skip(reason=excluded[i])] if i in excluded else [])
+            for i in ids]
+
+
+def pytest_generate_tests(metafunc):
+    if "env_id" in metafunc.fixturenames:
+        everything = metafunc.config.getoption("--all-envs")
+        metafunc.parametrize("library, env_id", [p for name in LIBRARIES for p in _params(name, everything)])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def corridor():
+    """The custom adapter registered as `corridor` for this module's tests."""
+    pjrl_envs.register("corridor", _corridor_module().ADAPTER)
+    yield
+    registry._registered.pop("corridor", None)
+
+
+# ---------------------------------------------------------------- the check
+
+
+def test_check_env(library, env_id, all_envs):
+    lib = LIBRARIES[library]
+    try:
+        env = pjrl_envs.make(f"{library}:{env_id}", num_envs=lib.num_envs, **lib.options(env_id))
+    except (NotImplementedError, ImportError) as e:
+        if lib.representative is None or env_id in lib.representative:
+            raise
+        pytest.skip(f"{type(e).__name__}: {e}")
+    try:
+        report = check_env(env, num_steps=lib.num_steps, check_vmap=all_envs or lib.vmap_by_default)
+        assert report["steps"] == lib.num_steps * lib.num_envs
+        lib.expect(env_id, env, report)
+    finally:
+        if library == "envpool":
+            env.close()  # its host pools
