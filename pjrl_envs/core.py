@@ -77,7 +77,8 @@ class VecEnv(abc.ABC):
     """the env's name as `make` takes it ("lib:id"); empty when it has none"""
     host_callbacks: bool = False
     """True when `reset`/`step` call back into the host (a pool outside JAX, as envpool's):
-    such an env runs where its host is, so it cannot be sharded across devices or hosts"""
+    such an env lives in one process, which drives one device; training reads this
+    instead of looking inside `reset`"""
     max_episode_steps: int | None = None
     """the env's own time limit in steps, None if it has none or it is unknown"""
     render_suffixes: tuple[str, ...] = ()
