@@ -48,8 +48,10 @@ class Checkpointer:
         update = self.latest() if update is None else update
         if update is None:
             raise CheckpointError(f"no checkpoint in {self.directory}")
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-                                like)
+        # unsharded leaves come back whole on this process's first device, whatever layout wrote them
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None) or here), like)
         try:
             state = self._manager.restore(update, args=self._ocp.args.StandardRestore(abstract))
         except Exception as e:  # noqa: BLE001 - any failure means the checkpoint is unusable
