@@ -212,7 +212,8 @@ def parse_train(argv: typing.Sequence[str]):
     settings.update({name: getattr(args, name) for name in fields if getattr(args, name) is not None})
     for name, value in _pairs(args.set, "--set"):
         if name not in fields:
-            raise ConfigError(f"--set {name}: {spec.algo} has no such setting; settings: {', '.join(sorted(fields))}")
+            raise ConfigError(f"--set {name}: {spec.algo} has no such setting (an option of the env's adapter goes "
+                              f"in --env-option {name}=...); settings: {', '.join(sorted(fields))}")
         settings[name] = _convert(name, value, fields[name], "--set")
     spec.settings = settings
     spec.env_options = {**spec.env_options, **{k: _scalar(v) for k, v in _pairs(args.env_option, "--env-option")}}
