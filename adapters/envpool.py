@@ -67,8 +67,9 @@ RESERVED = {
     "max_num_players": "multi-player envpool tasks are not supported",
     "gym_reset_return_info": "the adapter always reads the reset info",
 }
-# envpool declares this as the lower bound of unbounded dm_control observations.
-_FLOAT64_TINY = np.finfo(np.float64).tiny
+# envpool declares the smallest positive float (C++'s numeric_limits<T>::min()) as the lower
+# bound of unbounded observations: float64's in dm_control, float32's in box2d.
+_TINY = (np.finfo(np.float64).tiny, np.finfo(np.float32).tiny)
 
 
 def _envpool():
@@ -89,7 +90,7 @@ def _dtype(dtype) -> np.dtype:
 
 def _bound(x, sign: float) -> np.ndarray:
     x = np.asarray(x, np.float64)
-    unbounded = (np.abs(x) >= 1e30) | ((sign < 0) & (x == _FLOAT64_TINY))
+    unbounded = (np.abs(x) >= 1e30) | ((sign < 0) & np.isin(x, _TINY))
     return np.where(unbounded, sign * np.inf, x)
 
 

@@ -116,6 +116,16 @@ def test_bad_names_and_options_are_said_plainly():
     assert "envpool:Pong-v5" in pjrl_envs.list_envs("envpool")
 
 
+def test_smallest_positive_float_as_lower_bound_means_unbounded():
+    # box2d declares float32's smallest positive value, dm_control float64's, where they mean "none"
+    lander = pjrl_envs.make("envpool:LunarLander-v3")
+    assert np.all(np.isneginf(lander.observation_space.low)) and np.all(np.isposinf(lander.observation_space.high))
+    cheetah = pjrl_envs.make("envpool:CheetahRun-v1")
+    assert all(np.all(np.isneginf(s.low)) for s in cheetah.observation_space.values())
+    lander.close()
+    cheetah.close()
+
+
 def test_each_task_is_listed_once_by_its_own_name():
     names = pjrl_envs.list_envs("envpool")
     assert len(names) == len(set(names))
