@@ -363,18 +363,25 @@ def _env_rows(rows, num_envs: int) -> np.ndarray:
 
 
 def list_envs() -> list[str]:
-    """Each envpool task once, by the name it was registered under first.
-
-    envpool's registry maps every name to a spec entry (import path, spec class,
-    config); an alias (`Jumanji/Maze-v0` for `Maze-v0`, `phys2d/CartPole-v1`) or a
-    version envpool builds identically (`Hopper-v4` as `Hopper-v3`) repeats an
-    earlier entry, and is left out.
+    """Each envpool task once: a namespaced alias (`Jumanji/Maze-v0`, `phys2d/CartPole-v1`) whose spec
+    entry (import path, spec class, config) is the same as its plain name's is left out, and so is a
+    name that differs from an earlier one by case alone (`highway-v0`) with the same entry. Versions
+    envpool happens to build alike (`Hopper-v3`, `Hopper-v4`) are different names users ask for, and stay.
     """
-    registry = require("envpool.registration", REQUIRES).registry
-    first: dict[str, str] = {}
-    for name, (import_path, spec_cls, config) in registry.specs.items():
-        first.setdefault(repr((import_path, spec_cls, sorted(config.items()))), name)
-    return list(first.values())
+    specs = require("envpool.registration", REQUIRES).registry.specs
+
+    def entry(name):
+        import_path, spec_cls, config = specs[name]
+        return repr((import_path, spec_cls, sorted(config.items())))
+
+    def alias(name):
+        plain = name.partition("/")[2]
+        return plain in specs and entry(plain) == entry(name)
+
+    first_by_case: dict[tuple, str] = {}  # `highway-v0` and `Highway-v0`: the one registered first
+    for name in specs:
+        first_by_case.setdefault((name.lower(), entry(name)), name)
+    return [name for name in specs if not alias(name) and first_by_case[name.lower(), entry(name)] == name]
 
 
 def make(env_id: str, num_envs: int = 1, **options) -> EnvpoolVecEnv:
