@@ -2,7 +2,7 @@
 
     (state, ts), records = rollout(env, random_policy(env), key, num_steps=100)
 
-Training, evaluation, rendering and `check_env` all step envs this way.
+Evaluation, rendering, the examples and `check_env` step envs this way (agents scan their own, richer, step).
 """
 from __future__ import annotations
 
