@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from importlib import metadata
 from typing import Any, Callable, Protocol
 
 import jax
 
 from pjrl_agents.common import ConfigError
 from pjrl_envs.core import VecEnv
+from pjrl_envs.registry import entry_points
 
 ENTRY_POINT_GROUP = "pjrl.algorithms"
 
@@ -70,10 +70,6 @@ class Algorithm:
 _registered: dict[str, Algorithm] = {}
 
 
-def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def register(algorithm: Algorithm) -> None:
     """Adds an algorithm for this process (entry points do it for installed packages)."""
     _registered[algorithm.name] = algorithm
@@ -81,13 +77,13 @@ def register(algorithm: Algorithm) -> None:
 
 def names() -> list[str]:
     """Every algorithm name known, from entry points and `register`."""
-    return sorted(set(_entry_points()) | set(_registered))
+    return sorted(set(entry_points(ENTRY_POINT_GROUP)) | set(_registered))
 
 
 def get(name: str) -> Algorithm:
     """The algorithm published as `name`; ConfigError naming the known ones otherwise."""
     if name not in _registered:
-        eps = _entry_points()
+        eps = entry_points(ENTRY_POINT_GROUP)
         if name not in eps:
             close = difflib.get_close_matches(name, names(), n=2, cutoff=0.5)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""

@@ -103,18 +103,19 @@ def register(prefix: str, make: Callable[..., VecEnv] | Adapter,
     _registered[prefix] = make if isinstance(make, Adapter) else Adapter(list_envs, make)
 
 
-def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+def entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, metadata.EntryPoint]:
+    """`{name: entry point}` that installed packages publish under `group` (adapters by default)."""
+    return {ep.name: ep for ep in metadata.entry_points(group=group)}
 
 
 def prefixes() -> list[str]:
     """Every adapter prefix known, from entry points and `register`."""
-    return sorted(set(_entry_points()) | set(_registered))
+    return sorted(set(entry_points()) | set(_registered))
 
 
 def get_adapter(prefix: str) -> Adapter:
     if prefix not in _registered:
-        eps = _entry_points()
+        eps = entry_points()
         if prefix not in eps:
             close = difflib.get_close_matches(prefix, prefixes(), n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(c + ':' for c in close)}?" if close else ""
