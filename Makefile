@@ -25,7 +25,7 @@ train: setup
 test: setup
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
 
-# the whole suite with check_env on every env of every library (about 30 min on 2 cores)
+# the whole suite with check_env on every env of every installed library (see README)
 test-all: setup
 	PJRL_ALL_ENVS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
 
