@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import queue
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -117,37 +119,52 @@ class Run:
                                            resume_id=self.out.name if self.resume else None, **spec.wandb))
         console = sinks.Console(num_updates * steps_per_update, progress) if progress and self.writer else None
 
-        # TRAIN, chunk by chunk; SIGINT/SIGTERM stop after the chunk in flight
-        stop = _StopFlag()
+        def record(metrics, first: int, n: int) -> None:
+            """One finished chunk's metrics to rows, sinks and the console (on the recorder's thread)."""
+            metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
+            rows = sinks.chunk_rows(metrics, first, steps_per_update, spec.num_seeds)
+            rows += sinks.mean_rows(rows)
+            for sink in outputs:
+                sink.log(rows)
+            history.extend(r for r in rows if r["seed"] != "mean")
+            if console:
+                last = first + n
+                console.progress(last * steps_per_update, (last - start) * steps_per_update,
+                                 time.perf_counter() - t0, float(metrics["episode_return"][:, -1].mean()),
+                                 last >= num_updates)
+
+        # TRAIN, chunk by chunk: chunk k+1 is dispatched before chunk k's metrics are written, so the
+        # device trains while the host writes; SIGINT/SIGTERM stop after the chunk in flight
+        stop, recorder = _StopFlag(), _Recorder(record)
         status, t0, done = "finished", time.perf_counter(), start
-        last_saved = start
+        last_saved, finished = start, None  # finished: (metrics, first update, updates) not yet recorded
         try:
             with stop:
                 while done < num_updates:
-                    state, metrics = chunk(state, done)
+                    state, metrics = chunk(state, done)  # dispatched; runs while the host goes on
+                    if finished is not None:
+                        jax.block_until_ready(finished[0])  # at most one chunk queued behind the running one
+                        recorder.put(*finished)
                     n = min(chunk_len, num_updates - done)
-                    metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
-                    rows = sinks.chunk_rows(metrics, done, steps_per_update, spec.num_seeds)
-                    rows += sinks.mean_rows(rows)
-                    for sink in outputs:
-                        sink.log(rows)
-                    history += [r for r in rows if r["seed"] != "mean"]
-                    done += n
-                    if console:
-                        console.progress(done * steps_per_update, (done - start) * steps_per_update,
-                                         time.perf_counter() - t0, float(metrics["episode_return"][:, -1].mean()),
-                                         done >= num_updates)
+                    finished, done = (metrics, done, n), done + n
                     if spec.checkpoint_every and done // spec.checkpoint_every > last_saved // spec.checkpoint_every:
+                        recorder.put(*finished)  # the logs reach the checkpoint before it is written
+                        finished = None
+                        recorder.wait()
                         checkpointer.save(done, state)
                         last_saved = done
                     if stop.requested:
                         status = "interrupted"
                         break
+            if finished is not None:
+                recorder.put(*finished)
+            recorder.wait()
             jax.block_until_ready(state)
             run_s = time.perf_counter() - t0
             if last_saved != done:
                 checkpointer.save(done, state)
         finally:
+            recorder.close()
             for sink in outputs:
                 sink.close()
             checkpointer.close()
@@ -182,6 +199,39 @@ class Run:
                                    "final_return_per_seed": [float(x) for x in f]}
                                   for m, f in zip(ex.members, finals)]
         return summary
+
+
+class _Recorder:
+    """Runs `record(metrics, first_update, updates)` for each finished chunk, in order, on one thread."""
+
+    def __init__(self, record: Callable):
+        self._record, self._queue, self._error = record, queue.Queue(), None
+        self._thread = threading.Thread(target=self._work, name="pjrl-recorder", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    self._record(*item)
+            except BaseException as e:  # noqa: BLE001 - raised again on the training thread
+                self._error = e
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def put(self, metrics, first: int, n: int) -> None:
+        self._queue.put((metrics, first, n))
+
+    def wait(self) -> None:
+        """Returns once everything put is recorded; raises what recording raised."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
 
 class _NoCheckpoints:
