@@ -11,6 +11,7 @@ for the envs in `DRAWN`; gymnasium draws the classic-control ones with pygame.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
-from pjrl_envs.registry import Adapter, MissingLibraryError, check_options, require
+from pjrl_envs.registry import Adapter, MissingLibraryError, OptionError, check_options, require
 from pjrl_envs.types import TimeStep
 
 REQUIRES = "gymnax==1.0.1"
@@ -68,6 +69,18 @@ def _convert_space(space, example=None):
     raise TypeError(f"unsupported gymnax space {space!r}")
 
 
+def _check_param(env_name: str, name: str, value, default) -> None:
+    """An env parameter of its default's kind: a finite number, whole where the default is, steps >= 1."""
+    default = default.item() if hasattr(default, "item") else default
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise OptionError(f"{env_name}: option {name}={value!r} must be a finite number")
+        if isinstance(default, int) and value != int(value):
+            raise OptionError(f"{env_name}: option {name}={value!r} must be a whole number")
+        if name == "max_steps_in_episode" and value < 1:
+            raise OptionError(f"{env_name}: option max_steps_in_episode={value} must be at least 1")
+
+
 class GymnaxEnv(Env):
     """One gymnax environment under the pjrl protocol."""
 
@@ -77,6 +90,8 @@ class GymnaxEnv(Env):
         self.name = f"gymnax:{env_id}"
         self.env, default = gymnax.make(env_id)
         check_options(self.name, params, sorted(f.name for f in dataclasses.fields(default)))
+        for name, value in params.items():
+            _check_param(self.name, name, value, getattr(default, name))
         self.params = default.replace(**params)
         self.max_episode_steps = int(self.params.max_steps_in_episode)
         self.render_suffixes = (".gif",) if env_id in DRAWN else ()

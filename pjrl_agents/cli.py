@@ -296,7 +296,7 @@ def _cmd_plot(args) -> int:
     from pjrl_agents.plot import plot
     try:
         print(plot(args.run_dirs, args.out, args.metric))
-    except (FileNotFoundError, KeyError) as e:
+    except (FileNotFoundError, KeyError, ValueError) as e:
         raise ConfigError(str(e).strip("'\"")) from None
     return 0
 

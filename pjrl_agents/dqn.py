@@ -25,8 +25,8 @@ from flax import struct
 from flax.linen.initializers import constant
 
 from pjrl_agents.algorithm import Algorithm
-from pjrl_agents.common import (ConfigError, clip_gradients, divisors, learning_rate, make_config, require_positive,
-                                static, update_metrics, wrap_env)
+from pjrl_agents.common import (ConfigError, check_settings, clip_gradients, divisors, learning_rate, make_config,
+                                require_positive, static, update_metrics, wrap_env)
 from pjrl_agents.common import make_train as _make_train
 from pjrl_agents.networks import MLP, flatten_obs, orthogonal
 from pjrl_envs import MissingLibraryError, spaces
@@ -122,8 +122,14 @@ def default_config(env_name: str | None = None, **settings) -> DQNConfig:
     return make_config(DQNConfig, ENV_DEFAULTS, env_name, settings)
 
 
+RANGES = {"lr": "(0, inf)", "gamma": "[0, 1]", "epsilon_start": "[0, 1]",
+          "epsilon_finish": "[0, 1]", "epsilon_anneal_steps": "(0, inf)", "max_grad_norm": "[0, inf)"}
+"""where each number must lie (checked for every sweep member too)"""
+
+
 def validate(config: DQNConfig, env: VecEnv | None = None) -> None:
     """Raises ConfigError naming the field, before anything compiles."""
+    check_settings(config, RANGES)
     require_positive(config, "total_timesteps", "num_envs", "num_steps", "buffer_size", "batch_size",
                      "train_interval", "target_update_interval", "n_step")
     if config.buffer_size < config.batch_size:

@@ -25,7 +25,7 @@ import pjrl_envs
 from pjrl_agents import algorithm as algorithms
 from pjrl_agents import distributed
 from pjrl_agents.checkpoint import CheckpointError, Checkpointer
-from pjrl_agents.common import ConfigError, numeric_fields, stack_configs
+from pjrl_agents.common import MAX_SIZE, ConfigError, numeric_fields, stack_configs
 
 
 @dataclasses.dataclass
@@ -192,10 +192,15 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     `for_restore`: lay the run out as it was trained (`spec.devices`) but on no
     mesh, to read its checkpoint in this process whatever devices it sees.
     """
-    for name, low in (("num_seeds", 1), ("chunks", 1), ("checkpoint_every", 0)):
+    for name, low, high in (("num_seeds", 1, MAX_SIZE), ("chunks", 1, MAX_SIZE), ("checkpoint_every", 0, MAX_SIZE),
+                            ("seed", 0, 2**32 - 1)):
         value = getattr(spec, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}"
+                              + (" (keys are made from 32 bits of it)" if name == "seed" else ""))
+    if spec.devices is not None and (not isinstance(spec.devices, int) or isinstance(spec.devices, bool)
+                                     or spec.devices < 1):
+        raise ConfigError(f"devices must be a whole number >= 1, got {spec.devices!r}")
     algorithm = algorithms.get(spec.algo)
     config = algorithm.default_config(spec.env, **spec.settings)
     algorithm.validate(config, None)

@@ -31,7 +31,8 @@ def curves(run_dir: Path, metric: str) -> list[tuple[str, np.ndarray, np.ndarray
             steps[u] = r["step"]
         label = run_dir.name
         if members:
-            label += " " + ",".join(f"{k}={v:g}" for k, v in members[member]["overrides"].items())
+            settings = members[member].get("settings", members[member].get("overrides", {}))
+            label += " " + ",".join(f"{k}={v:g}" for k, v in settings.items())
         out.append((label, steps, values))
     return out
 
@@ -42,6 +43,12 @@ def plot(run_dirs: list[str], out: str, metric: str = "episode_return") -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    formats = fig.canvas.get_supported_filetypes()
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        plt.close(fig)
+        raise ValueError(f"--out {out}: cannot draw a .{suffix or '(no suffix)'} file; "
+                         f"end it in one of .{', .'.join(sorted(formats))}")
     for run_dir in run_dirs:
         for label, steps, values in curves(Path(run_dir), metric):
             mean = np.nanmean(values, axis=0)
@@ -53,6 +60,10 @@ def plot(run_dirs: list[str], out: str, metric: str = "episode_return") -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        fig.savefig(out)
+    except OSError as e:
+        raise ValueError(f"--out {out}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return out

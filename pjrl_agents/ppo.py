@@ -19,8 +19,8 @@ import optax
 from flax import struct
 
 from pjrl_agents.algorithm import Algorithm
-from pjrl_agents.common import (ConfigError, clip_gradients, divisors, learning_rate, make_config, require_positive,
-                                static, update_metrics, wrap_env)
+from pjrl_agents.common import (ConfigError, check_settings, clip_gradients, divisors, learning_rate, make_config,
+                                require_positive, static, update_metrics, wrap_env)
 from pjrl_agents.common import make_train as _make_train
 from pjrl_agents.distributions import Categorical, DiagGaussian, MultiCategorical
 from pjrl_agents.networks import TORSOS, ActorCritic, choose_torso
@@ -109,8 +109,14 @@ def default_config(env_name: str | None = None, **settings) -> PPOConfig:
     return make_config(PPOConfig, ENV_DEFAULTS, env_name, settings)
 
 
+RANGES = {"lr": "(0, inf)", "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "clip_eps": "(0, inf)",
+          "ent_coef": "[0, inf)", "vf_coef": "[0, inf)", "max_grad_norm": "[0, inf)"}
+"""where each number must lie (checked for every sweep member too)"""
+
+
 def validate(config: PPOConfig, env: VecEnv | None = None) -> None:
     """Raises ConfigError naming the field, before anything compiles."""
+    check_settings(config, RANGES)
     require_positive(config, "total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches")
     if config.steps_per_update % config.num_minibatches:
         ok = [d for d in divisors(config.steps_per_update) if d <= 64]

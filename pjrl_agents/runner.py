@@ -8,6 +8,7 @@ state and K rows of scalars; checkpoints are written between chunks.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import queue
@@ -24,11 +25,30 @@ import numpy as np
 
 from pjrl_agents import distributed
 from pjrl_agents import logging as sinks
-from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
+from pjrl_agents.checkpoint import Checkpointer, RunLock, has_checkpoint
+from pjrl_agents.checkpoint import steps as checkpoint_steps
 from pjrl_agents.common import ConfigError
 from pjrl_agents.experiment import RunSpec, build, final_returns, read_run
 
 MIN_FREE_BYTES = 64 << 20
+EPISODE_METRICS = ("episode_return", "episode_length", "episodes")
+"""metrics that may be NaN in a healthy run (no episode ended yet); any other non-finite metric is divergence"""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run; what was trained is checkpointed. `signum` says which."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Diverged(RuntimeError):
+    """A loss or parameter became non-finite; the run stopped and kept its last finite checkpoint."""
+
+
+class DiskFull(RuntimeError):
+    """The disk filled up mid-run; the checkpoints and metrics written before are intact."""
 
 
 def enable_compilation_cache() -> str | None:
@@ -54,18 +74,27 @@ class Run:
         self.writer = distributed.is_main_process()  # process 0 alone writes logs and checkpoints
         # orbax writes a sharded state from every process together; a multi-process run keeps none
         self.checkpoints = jax.process_count() == 1
+        if resume:
+            self._check_unchanged()
         if self.writer:
             self._prepare_directory()
 
     # ------------------------------------------------------------ set-up, before compiling
 
     def _prepare_directory(self) -> None:
+        """Checks the run directory and takes its lock, before anything compiles.
+
+        run.json is written here, so a run stopped at any moment (in compile too)
+        can be resumed; a directory whose run never trained (no metrics, no
+        checkpoint) may be started again.
+        """
         out = self.out
         if self.resume:
-            if not has_checkpoint(out):
-                raise CheckpointError(f"{out} holds no checkpoint to resume from")
+            self.lock = RunLock(out)
             return
-        if (out / "run.json").exists():
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; choose a directory")
+        if (out / "run.json").exists() and (has_checkpoint(out) or (out / "metrics.jsonl").exists()):
             raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -74,40 +103,91 @@ class Run:
             probe.unlink()
         except OSError as e:
             raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
+        self.lock = RunLock(out)
         free = shutil.disk_usage(out).free
         if free < MIN_FREE_BYTES:
             raise ConfigError(f"only {free >> 20} MiB free at {out}; a run needs at least {MIN_FREE_BYTES >> 20} MiB")
-        (out / "run.json").write_text(json.dumps(self.spec.to_dict(), indent=2))
+        text = json.dumps(self.spec.to_dict(), indent=2)
+        (out / "run.json").write_text(text)
+        (out / ".run.json").write_text(text)  # as the run began: resume compares run.json to it
+
+    def _check_unchanged(self) -> None:
+        """Refuses to resume a run whose run.json was edited since it began (it would not be that run)."""
+        began = self.out / ".run.json"
+        if not began.exists():
+            return
+        before, now = json.loads(began.read_text()), self.spec.to_dict()
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k != "settings")
+        changed += sorted(f"settings.{k}" for k in set(before.get("settings", {})) | set(now["settings"])
+                          if before.get("settings", {}).get(k) != now["settings"].get(k))
+        if changed:
+            first = changed[0]
+            old = before.get(first) if "." not in first else before.get("settings", {}).get(first[9:])
+            new = now.get(first) if "." not in first else now["settings"].get(first[9:])
+            raise ConfigError(f"{self.out}/run.json was edited since the run began ({first}: {old!r} -> {new!r}"
+                              f"{', and ' + str(len(changed) - 1) + ' more' if len(changed) > 1 else ''}); "
+                              f"resume continues the run as it began: undo the edit, or start a new run with "
+                              f"--config {self.out}/run.json --out NEW_DIR")
 
     # ------------------------------------------------------------ training
 
     def train(self, progress: Callable[[str], None] | None = print) -> dict:
+        try:
+            with _StopFlag() as stop:
+                return self._train(progress, stop)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise DiskFull(f"the disk is full ({e.filename or self.out}); the checkpoints and metrics written "
+                           f"before are intact: free some space and continue with --resume {self.out}") from None
+        finally:
+            if self.writer:
+                self.lock.release()
+
+    def _train(self, progress: Callable[[str], None] | None, stop: "_StopFlag") -> dict:
         spec, ex = self.spec, self.experiment
         num_updates, steps_per_update = ex.num_updates, ex.steps_per_update
+        say = progress if progress and self.writer else (lambda line: None)
+        planned = ex.config.total_timesteps
+        if num_updates * ex.agent.steps_per_update != planned:
+            say(f"total_timesteps {planned:,} is {num_updates:,} updates of {ex.agent.steps_per_update:,} env steps: "
+                f"{num_updates * ex.agent.steps_per_update:,} steps per run")
         chunk_len = max(1, -(-num_updates // spec.chunks))
         if spec.checkpoint_every:
             chunk_len = min(chunk_len, spec.checkpoint_every)
         cache_dir = enable_compilation_cache()
 
-        # COMPILE (runs sharded over the plan's mesh; plain jit on one device)
+        # COMPILE (runs sharded over the plan's mesh; plain jit on one device). A stop asked for
+        # meanwhile takes effect once XLA returns: nothing is lost, run.json allows --resume.
         t0 = time.perf_counter()
         keys, configs = ex.inputs()
         init_fn = ex.plan.jit(ex.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
         init = init_fn.lower(keys, configs).compile()
         state_shape = jax.eval_shape(init_fn, keys, configs)
-        chunk = ex.plan.jit(_chunk_fn(ex.agent, chunk_len), in_axes=(0, None),
-                            metrics=True).lower(state_shape, 0).compile()
+        chunk = ex.plan.jit(_chunk_fn(ex.agent, chunk_len), in_axes=(0, None, None),
+                            metrics=True).lower(state_shape, 0, 0).compile()
         compile_s = time.perf_counter() - t0
+        if stop.requested:
+            raise Interrupted(f"stopped while compiling, before update 1; start it again with --resume {self.out}",
+                              stop.signum)
 
         # START OR RESUME
         # a final checkpoint is always written (for eval and resume) where checkpoints are kept
         checkpointer = Checkpointer(self.out) if self.writer and self.checkpoints else _NoCheckpoints()
         history: list[dict] = []
-        if self.resume:
+        if self.resume and has_checkpoint(self.out):
             start, state = checkpointer.restore(state_shape)
-            history = [r for r in sinks.read_metrics(self.out) if r["update"] <= start]
+            for step, why in checkpointer.skipped:
+                say(f"checkpoint {step} cannot be read ({why}); resuming from checkpoint {start}")
+            damaged = []
+            history = [r for r in sinks.read_metrics(self.out, damaged) if r["update"] <= start]
+            if damaged:
+                say(f"metrics.jsonl: dropped {len(damaged)} damaged line(s) (lines {', '.join(map(str, damaged[:5]))})")
             _rewrite_metrics(self.out, history)
         else:
+            if self.resume:
+                say(f"{self.out} holds no checkpoint yet: training it from update 0")
+                _rewrite_metrics(self.out, [])
             start, state = 0, init(keys, configs)
         outputs = []
         if self.writer:
@@ -118,10 +198,15 @@ class Run:
             outputs.append(sinks.WandbSink(self.out, spec.to_dict(), name=self.out.name,
                                            resume_id=self.out.name if self.resume else None, **spec.wandb))
         console = sinks.Console(num_updates * steps_per_update, progress) if progress and self.writer else None
+        watch = _DivergenceWatch(spec.num_seeds)
 
         def record(metrics, first: int, n: int) -> None:
             """One finished chunk's metrics to rows, sinks and the console (on the recorder's thread)."""
             metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
+            n = watch.check(metrics, first)  # rows past a divergence are not logged
+            metrics = {k: v[:, :n] for k, v in metrics.items() if k != "_finite"}
+            if n == 0:
+                return
             rows = sinks.chunk_rows(metrics, first, steps_per_update, spec.num_seeds)
             rows += sinks.mean_rows(rows)
             for sink in outputs:
@@ -130,50 +215,68 @@ class Run:
             if console:
                 last = first + n
                 console.progress(last * steps_per_update, (last - start) * steps_per_update,
-                                 time.perf_counter() - t0, float(metrics["episode_return"][:, -1].mean()),
+                                 time.perf_counter() - t0, _nanmean(metrics["episode_return"][:, -1]),
                                  last >= num_updates)
 
         # TRAIN, chunk by chunk: chunk k+1 is dispatched before chunk k's metrics are written, so the
-        # device trains while the host writes; SIGINT/SIGTERM stop after the chunk in flight
-        stop, recorder = _StopFlag(), _Recorder(record)
+        # device trains while the host writes; SIGINT/SIGTERM stop after the chunk in flight. Chunks end
+        # on checkpoint boundaries, and no state after a divergence is saved.
+        recorder = _Recorder(record)
         status, t0, done = "finished", time.perf_counter(), start
-        last_saved, finished = start, None  # finished: (metrics, first update, updates) not yet recorded
+        last_saved, finished = (start if self.resume and start else None), None
+        every = spec.checkpoint_every
         try:
-            with stop:
-                while done < num_updates:
-                    state, metrics = chunk(state, done)  # dispatched; runs while the host goes on
-                    if finished is not None:
-                        jax.block_until_ready(finished[0])  # at most one chunk queued behind the running one
-                        recorder.put(*finished)
-                    n = min(chunk_len, num_updates - done)
-                    finished, done = (metrics, done, n), done + n
-                    if spec.checkpoint_every and done // spec.checkpoint_every > last_saved // spec.checkpoint_every:
-                        recorder.put(*finished)  # the logs reach the checkpoint before it is written
-                        finished = None
-                        recorder.wait()
-                        checkpointer.save(done, state)
-                        last_saved = done
-                    if stop.requested:
-                        status = "interrupted"
+            while done < num_updates and not watch.diverged:
+                n = min(chunk_len, num_updates - done)
+                if every:
+                    n = min(n, every - done % every)
+                state, metrics = chunk(state, done, done + n)  # dispatched; runs while the host goes on
+                if finished is not None:
+                    jax.block_until_ready(finished[0])  # at most one chunk queued behind the running one
+                    recorder.put(*finished)
+                finished, done = (metrics, done, n), done + n
+                if every and done % every == 0:
+                    recorder.put(*finished)  # the logs reach the checkpoint before it is written
+                    finished = None
+                    recorder.wait()
+                    if watch.diverged:
                         break
+                    checkpointer.save(done, state)
+                    last_saved = done
+                if stop.requested:
+                    status = "interrupted"
+                    break
             if finished is not None:
                 recorder.put(*finished)
             recorder.wait()
             jax.block_until_ready(state)
             run_s = time.perf_counter() - t0
-            if last_saved != done:
+            if watch.diverged:
+                status = "diverged"
+            elif last_saved != done:
                 checkpointer.save(done, state)
+                last_saved = done
         finally:
             recorder.close()
             for sink in outputs:
                 sink.close()
             checkpointer.close()
 
+        if watch.diverged:
+            done = watch.diverged["update"]
         summary = self._summary(history, done, compile_s, run_s, start, cache_dir, status)
+        if watch.diverged:
+            summary["diverged"] = {**watch.diverged, "last_finite_checkpoint": last_saved}
         if self.writer:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         if status == "interrupted":
-            raise KeyboardInterrupt(f"stopped at update {done}/{num_updates}; resume with --resume {self.out}")
+            raise Interrupted(f"stopped at update {done}/{num_updates}; resume with --resume {self.out}", stop.signum)
+        if status == "diverged":
+            d = watch.diverged
+            kept = (f"the last finite checkpoint, update {last_saved}, is kept" if last_saved is not None else
+                    "no checkpoint was written before it (set --checkpoint-every to keep some)")
+            raise Diverged(f"diverged at update {d['update']} ({d['what']} not finite in member {d['member']} "
+                           f"seed {d['seed']}): lower lr or set max_grad_norm; {kept}; see {self.out}/summary.json")
         return {**summary, "out": str(self.out)}
 
     def _summary(self, history, done, compile_s, run_s, start, cache_dir, status) -> dict:
@@ -245,29 +348,74 @@ class _NoCheckpoints:
 
 
 def _chunk_fn(agent, chunk_len: int):
-    """`(state, first_update) -> (state, metrics (chunk_len,))`; updates past the end are skipped."""
-    num_updates = agent.num_updates
+    """`(state, first, end) -> (state, metrics (chunk_len,))`: updates `first+1 .. end`; the rest are skipped.
 
-    def run_chunk(state, start):
-        metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], state)
+    Each update also reports `_finite`: whether every parameter is still finite.
+    """
+    def finite(state):
+        params = getattr(state, "params", state)
+        leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.inexact)]
+        return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+    def update(state):
+        state, metrics = agent.update(state)
+        return state, {**metrics, "_finite": finite(state)}
+
+    def run_chunk(state, first, end):
+        metric_shape = jax.eval_shape(lambda s: update(s)[1], state)
         skip = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape))
-        body = lambda s, i: jax.lax.cond(i < num_updates, agent.update, skip, s)
-        return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
+        body = lambda s, i: jax.lax.cond(i < end, update, skip, s)
+        return jax.lax.scan(body, state, first + jnp.arange(chunk_len))
 
     return run_chunk
 
 
+class _DivergenceWatch:
+    """Finds the first update at which a run's loss terms or parameters stopped being finite."""
+
+    def __init__(self, num_seeds: int):
+        self.num_seeds = num_seeds
+        self.diverged: dict | None = None
+        """{update, member, seed, what} of the first divergence; None while every run is finite"""
+
+    def check(self, metrics: dict[str, np.ndarray], first: int) -> int:
+        """How many of the chunk's updates to log: all of them, or up to the first non-finite one."""
+        if self.diverged is not None:
+            return 0
+        bad = ~metrics["_finite"].astype(bool)
+        what = np.where(bad, "parameters", "")
+        for name, values in sorted(metrics.items()):
+            if name not in EPISODE_METRICS and name != "_finite":
+                nonfinite = ~np.isfinite(values)
+                what = np.where(nonfinite & (what == ""), name, what)
+                bad |= nonfinite
+        if not bad.any():
+            return bad.shape[1]
+        runs, updates = np.nonzero(bad)
+        u = updates.min()
+        r = runs[updates == u][0]
+        self.diverged = {"update": int(first + u + 1), "member": int(r // self.num_seeds),
+                         "seed": int(r % self.num_seeds), "what": str(what[r, u])}
+        return int(u + 1)
+
+
+def _nanmean(x) -> float:
+    x = np.asarray(x, np.float64)
+    return float(x[np.isfinite(x)].mean()) if np.isfinite(x).any() else float("nan")
+
+
 class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between chunks, so a stop loses no work."""
+    """Turns SIGINT/SIGTERM into a flag checked between chunks (and after compiling), so a stop loses no work."""
 
     def __init__(self):
         self.requested = False
+        self.signum = signal.SIGINT
         self._old = {}
 
     def _handle(self, signum, frame):
         if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.requested = True
+            raise Interrupted("stopped at once (a second signal)", signum)
+        self.requested, self.signum = True, signum
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -306,6 +454,20 @@ def train(spec: RunSpec, out: str | os.PathLike | None = None,
 
 
 def resume(run_dir: str | os.PathLike, progress: Callable[[str], None] | None = print) -> dict:
-    """Continues an interrupted run from its latest checkpoint to its planned total."""
+    """Continues an interrupted run from its latest readable checkpoint to its planned total.
+
+    A run that already finished is left as it is and its summary returned.
+    """
     run_dir = Path(run_dir)
-    return Run(read_run(run_dir), run_dir, resume=True).train(progress)
+    spec = read_run(run_dir)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except ValueError:
+            summary = {}
+        if summary.get("status") == "finished" and summary.get("num_updates") in checkpoint_steps(run_dir):
+            if progress:
+                progress(f"{run_dir} finished all {summary['num_updates']} updates already; nothing to resume")
+            return {**summary, "out": str(run_dir)}
+    return Run(spec, run_dir, resume=True).train(progress)
