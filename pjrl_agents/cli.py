@@ -17,7 +17,7 @@ import sys
 import textwrap
 import typing
 
-from pjrl_agents.common import ConfigError
+from pjrl_agents.common import ConfigError, kind
 
 RUN_FLAGS = ("env", "algo", "num_seeds", "seed", "chunks", "checkpoint_every", "tensorboard", "devices")
 """RunSpec fields that are flags as they are; settings, env_options, sweep and wandb have flags of their own"""
@@ -51,14 +51,21 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+class _BadValue(argparse.ArgumentTypeError, ValueError):
+    """A flag's value that cannot be read; argparse shows its message."""
+
+
 def _integer(text: str) -> int:
     """An integer, also written as 5e6 or 1_000_000."""
     try:
         return int(text.replace("_", ""))
     except ValueError:
-        value = float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            raise _BadValue(f"{text!r} is not a whole number") from None
         if not value.is_integer():
-            raise ValueError(f"{text} is not a whole number") from None
+            raise _BadValue(f"{text!r} is not a whole number") from None
         return int(value)
 
 
@@ -70,7 +77,7 @@ def _integers(text: str) -> tuple:
 def _boolean(text: str) -> bool:
     lowered = text.lower()
     if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(f"{text!r} is not true or false")
+        raise _BadValue(f"{text!r} is not true or false")
     return lowered in ("true", "1", "yes")
 
 
@@ -101,9 +108,7 @@ def _convert(name: str, text: str, default, flag: str):
     try:
         return _converter(default)(text)
     except ValueError:
-        kind = "true or false" if isinstance(default, bool) else \
-            "whole numbers, as 64,64" if isinstance(default, tuple) else f"a {type(default).__name__}"
-        raise ConfigError(f"{flag} {name}={text!r}: expected {kind}") from None
+        raise ConfigError(f"{flag} {name}={text!r}: expected {kind(default)}") from None
 
 
 def _add_field(group, name: str, default, doc: str) -> None:
@@ -278,7 +283,9 @@ def _cmd_algos(args) -> int:
 def _cmd_eval(args) -> int:
     from pjrl_agents import evaluate, render
     from pjrl_agents.experiment import load
-    ex, state = load(args.run_dir)
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes {args.episodes}: evaluate at least 1 episode")
+    ex, state = load(args.run_dir, warn=lambda line: print(f"pjrl: {line}", file=sys.stderr))
     if args.render:
         ex.env.check_render(args.render)  # before the evaluation, which takes a while
     row = ex.row(state, args.member, args.seed_index)
@@ -333,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def runner_errors() -> tuple[type, ...]:
+    from pjrl_agents.runner import Diverged, DiskFull
+    return Diverged, DiskFull
+
+
 def main(argv: typing.Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from pjrl_agents.checkpoint import CheckpointError
@@ -345,9 +357,12 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     except (ConfigError, UnknownEnvError, MissingLibraryError, CheckpointError, OptionError, RenderError) as e:
         print(f"pjrl: error: {e}", file=sys.stderr)
         return 2
+    except (runner_errors()) as e:  # the run stopped itself and said why; its files are kept
+        print(f"pjrl: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         print(f"pjrl: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(e, "signum", 2))
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2), already reported
         return e.code if isinstance(e.code, int) else 2
 

@@ -40,7 +40,8 @@ MAX_SIZE = 2**31 - 1
 """the largest size or count a setting may hold: step and update counters are int32 on the device"""
 
 
-def _kind(default) -> str:
+def kind(default) -> str:
+    """How a setting with this default is written, in words."""
     if isinstance(default, bool):
         return "true or false"
     if isinstance(default, int):
@@ -75,7 +76,7 @@ def check_settings(config: Any, ranges: dict[str, str] | None = None) -> None:
 
 
 def _check_value(name: str, value, default) -> None:
-    wrong = ConfigError(f"{name}={value!r}: expected {_kind(default)}")
+    wrong = ConfigError(f"{name}={value!r}: expected {kind(default)}")
     if isinstance(default, bool):
         if not isinstance(value, (bool, int)) or isinstance(value, int) and value not in (0, 1):
             raise wrong
@@ -88,8 +89,8 @@ def _check_value(name: str, value, default) -> None:
             if value != int(value):
                 raise ConfigError(f"{name}={value}: must be a whole number")
             if abs(value) > MAX_SIZE:
-                raise ConfigError(f"{name}={value:.4g} is too large: at most {MAX_SIZE:,} (the device counts "
-                                  "steps in 32-bit integers); split a longer run with --resume")
+                raise ConfigError(f"{name}={value:.4g} is too large: at most {MAX_SIZE:,} (step and "
+                                  "update counters are 32-bit integers on the device)")
     elif isinstance(default, tuple):
         if not isinstance(value, tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise wrong
@@ -134,7 +135,8 @@ def wrap_env(env: VecEnv, normalize_obs: bool = False, normalize_reward: bool = 
 def episode_metrics(info: dict, last_return: jax.Array, last_length: jax.Array, axis_name: str | None = None):
     """Mean return and length of the episodes that ended in a rollout `(T, B)`.
 
-    Where none ended, the previous values carry over, so curves stay defined.
+    Where none ended, the previous values carry over (NaN until the first episode ends: nothing is
+    reported before it exists).
     With `axis_name` (under `shard_map`), over the episodes of every device on it.
     Returns `(episode_return, episode_length, episodes)`, each `()`.
     """

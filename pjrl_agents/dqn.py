@@ -223,7 +223,7 @@ class DQNState(NamedTuple):
     key: jax.Array
     timesteps: jax.Array  # () int32, env steps so far over all envs
     update: jax.Array  # () int32, updates done
-    episode_return: jax.Array  # () last mean return of finished episodes
+    episode_return: jax.Array  # () last mean return of finished episodes; NaN before the first ends
     episode_length: jax.Array  # ()
     config: DQNConfig  # numeric leaves may be traced
 
@@ -328,10 +328,10 @@ class DQN:
         one = jax.tree.map(lambda x: x[0], ts)
         example = Transition(one.obs, one.action_mask, jnp.zeros((), self.action_space.dtype), one.reward,
                              one.terminated, one.truncated, one.reward)
-        zero = jnp.zeros((), jnp.float32)
+        none = jnp.full((), jnp.nan, jnp.float32)  # no episode has ended yet
         return DQNState(params, params, self.optimizer.init(params), self.buffer.init(example), env_state,
                         ts.obs, ts.action_mask, self.network.apply(params, ts.obs), key,
-                        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), zero, zero, config)
+                        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), none, none, config)
 
     def _env_step(self, state: DQNState, key: jax.Array):
         # SELECT ACTION (the network already ran on state.obs)

@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ import numpy as np
 import pjrl_envs
 from pjrl_agents import algorithm as algorithms
 from pjrl_agents import distributed
-from pjrl_agents.checkpoint import CheckpointError, Checkpointer
+from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
 from pjrl_agents.common import MAX_SIZE, ConfigError, numeric_fields, stack_configs
 
 
@@ -169,13 +169,26 @@ class Experiment:
         init = self.plan.jit(self.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
         return jax.eval_shape(init, keys, configs)
 
-    def restore(self, run_dir: str | Path, update: int | None = None) -> tuple[int, Any]:
-        """`(update, state)` of a checkpoint of `run_dir` (default: the latest)."""
+    def restore(self, run_dir: str | Path, update: int | None = None,
+                warn: Callable[[str], None] | None = None) -> tuple[int, Any]:
+        """`(update, state)` of a checkpoint of `run_dir` (default: the newest readable one; `warn` is told
+        of any newer one passed over)."""
+        if not has_checkpoint(run_dir):
+            diverged = _read_summary(run_dir).get("diverged")
+            if diverged:
+                raise CheckpointError(f"{run_dir} diverged at update {diverged['update']}, before its first "
+                                      "checkpoint: train it again with a lower lr or a max_grad_norm")
+            raise CheckpointError(f"{run_dir} holds no checkpoint yet (a run writes one when it ends, and every "
+                                  f"--checkpoint-every updates); continue it with pjrl train --resume {run_dir}")
         checkpointer = Checkpointer(run_dir)
         try:
-            return checkpointer.restore(self.abstract_state(), update)
+            step, state = checkpointer.restore(self.abstract_state(), update)
         finally:
             checkpointer.close()
+        for skipped, why in checkpointer.skipped:
+            if warn:
+                warn(f"checkpoint {skipped} cannot be read ({why}); using checkpoint {step}")
+        return step, state
 
     def row(self, state: Any, member: int = 0, seed: int = 0) -> Any:
         """One run's slice of a state (the first device's row when its envs were split)."""
@@ -183,7 +196,13 @@ class Experiment:
             raise ConfigError(f"member {member}, seed {seed}: the run has {len(self.members)} member(s) "
                               f"x {self.spec.num_seeds} seed(s), numbered from 0")
         index = (member * self.spec.num_seeds + seed) * self.plan.env_share
-        return jax.tree.map(lambda x: x[index], state)
+        row = jax.tree.map(lambda x: x[index], state)
+        params = getattr(row, "params", None)
+        if params is not None and not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params)
+                                          if jnp.issubdtype(x.dtype, jnp.inexact)):
+            raise CheckpointError(f"member {member}, seed {seed}: the checkpoint's parameters are not finite "
+                                  "(the run diverged); train again with a lower lr or a max_grad_norm")
+        return row
 
 
 def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
@@ -225,17 +244,22 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     return Experiment(spec, algorithm, config, members, plan, env, agent)
 
 
-def load(run_dir: str | Path) -> tuple[Experiment, Any]:
-    """A run rebuilt from its run.json and its latest checkpoint restored, whole, in this process."""
+def load(run_dir: str | Path, warn: Callable[[str], None] | None = None) -> tuple[Experiment, Any]:
+    """A run rebuilt from its run.json and its newest readable checkpoint restored, whole, in this process."""
     run_dir = Path(run_dir)
     spec = read_run(run_dir)
     experiment = build(spec, for_restore=True)
-    _, state = experiment.restore(run_dir)
+    _, state = experiment.restore(run_dir, warn=warn)
     return experiment, state
 
 
 def read_run(run_dir: Path) -> RunSpec:
     """The RunSpec of a run directory; CheckpointError if it holds none."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise CheckpointError(f"no run directory {run_dir}; give one that pjrl train wrote (runs/... by default)")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file; give the run directory that holds run.json")
     try:
         data = json.loads((Path(run_dir) / "run.json").read_text())
     except FileNotFoundError:
@@ -248,10 +272,21 @@ def read_run(run_dir: Path) -> RunSpec:
         raise CheckpointError(f"{run_dir}/run.json is unreadable: {e}") from None
 
 
+def _read_summary(run_dir: str | Path) -> dict:
+    """A run's summary.json, or {} where there is none (or it cannot be read)."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def final_returns(episode_return: np.ndarray) -> np.ndarray:
-    """Mean episodic return over the last 5% of updates, per run. Input `(runs, updates)`."""
-    tail = max(1, episode_return.shape[1] // 20)
-    return episode_return[:, -tail:].mean(axis=1)
+    """Mean episodic return over the last 5% of updates, per run; NaN for a run none of whose episodes
+    ended there. Input `(runs, updates)`, NaN before the first episode ends."""
+    tail = np.asarray(episode_return, np.float64)[:, -max(1, episode_return.shape[1] // 20):]
+    seen = np.isfinite(tail)
+    return np.where(seen.any(1), np.where(seen, tail, 0.0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
 
 
 def _jsonable(x):

@@ -61,7 +61,9 @@ class FileSink:
         for row in rows:
             if row["seed"] == "mean":
                 continue
-            self.jsonl.write(json.dumps(row) + "\n")
+            # strict JSON: a value not yet defined (no episode ended) or non-finite is written null
+            self.jsonl.write(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
+                                         for k, v in row.items()}) + "\n")
             if self._writer is None:
                 fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
                 self._csv = open(self.csv_path, "a", newline="")
@@ -146,12 +148,28 @@ class Console:
         self._last = now
         sps = new_steps / max(elapsed, 1e-9)
         eta = (self.total_steps - steps) / max(sps, 1e-9)
+        shown = f"{episode_return:9.2f}" if math.isfinite(episode_return) else f"{'n/a':>9s}"
         self.write(f"step {steps:>12,}/{self.total_steps:,} | {sps:>10,.0f} steps/s | "
-                   f"return {episode_return:9.2f} | ETA {eta:6.1f}s")
+                   f"return {shown} | ETA {eta:6.1f}s")
 
 
-def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+def read_metrics(run_dir: str | os.PathLike, damaged: list[int] | None = None) -> list[dict[str, Any]]:
+    """The rows of `run_dir/metrics.jsonl` (`null` read back as NaN). Lines that cannot be read (a write cut
+    off by a kill or a full disk) are left out; their line numbers are appended to `damaged`."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("update"), int):
+                raise ValueError("not a row")
+        except ValueError:
+            if damaged is not None:
+                damaged.append(number)
+            continue
+        rows.append({k: float("nan") if v is None else v for k, v in row.items()})
+    return rows

@@ -161,7 +161,7 @@ class PPOState(NamedTuple):
     value: jax.Array  # (B,) V(obs)
     key: jax.Array
     update: jax.Array  # () int32, updates done
-    episode_return: jax.Array  # () last mean return of finished episodes
+    episode_return: jax.Array  # () last mean return of finished episodes; NaN before the first ends
     episode_length: jax.Array  # ()
     config: PPOConfig  # numeric leaves may be traced
 
@@ -285,9 +285,9 @@ class PPO:
         params = self.network.init(net_key, spaces.zeros(self.env.observation_space, (1,)))
         env_state, ts = self.env.reset(self._per_device(reset_key))
         actor_out, value = self.network.apply(params, ts.obs)
-        zero = jnp.zeros((), jnp.float32)
+        none = jnp.full((), jnp.nan, jnp.float32)  # no episode has ended yet
         return PPOState(params, self.optimizer.init(params), env_state, ts.obs, ts.action_mask, actor_out, value,
-                        key, jnp.zeros((), jnp.int32), zero, zero, config)
+                        key, jnp.zeros((), jnp.int32), none, none, config)
 
     def _env_step(self, state: PPOState, key: jax.Array):
         # SELECT ACTION (the network already ran on state.obs)

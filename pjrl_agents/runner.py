@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import math
 import os
 import queue
 import shutil
@@ -268,7 +269,7 @@ class Run:
         if watch.diverged:
             summary["diverged"] = {**watch.diverged, "last_finite_checkpoint": last_saved}
         if self.writer:
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            (self.out / "summary.json").write_text(json.dumps(_strict_json(summary), indent=2))
         if status == "interrupted":
             raise Interrupted(f"stopped at update {done}/{num_updates}; resume with --resume {self.out}", stop.signum)
         if status == "diverged":
@@ -382,13 +383,14 @@ class _DivergenceWatch:
         """How many of the chunk's updates to log: all of them, or up to the first non-finite one."""
         if self.diverged is not None:
             return 0
-        bad = ~metrics["_finite"].astype(bool)
-        what = np.where(bad, "parameters", "")
-        for name, values in sorted(metrics.items()):
+        bad = np.zeros(metrics["_finite"].shape, bool)
+        what = np.full(bad.shape, "parameters", dtype=object)
+        for name, values in sorted(metrics.items(), reverse=True):  # the first in name order is named
             if name not in EPISODE_METRICS and name != "_finite":
                 nonfinite = ~np.isfinite(values)
-                what = np.where(nonfinite & (what == ""), name, what)
+                what = np.where(nonfinite, name, what)
                 bad |= nonfinite
+        bad |= ~metrics["_finite"].astype(bool)
         if not bad.any():
             return bad.shape[1]
         runs, updates = np.nonzero(bad)
@@ -397,6 +399,15 @@ class _DivergenceWatch:
         self.diverged = {"update": int(first + u + 1), "member": int(r // self.num_seeds),
                          "seed": int(r % self.num_seeds), "what": str(what[r, u])}
         return int(u + 1)
+
+
+def _strict_json(x):
+    """`x` with every non-finite float as None (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict_json(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def _nanmean(x) -> float:
