@@ -10,7 +10,9 @@ cannot be read to the newest older one that can, and says so.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -71,13 +73,29 @@ class Checkpointer:
         self.skipped = []
         for step in candidates:
             try:
-                return step, self._restore(like, step)
+                with _quiet("absl"):  # orbax logs each unreadable file as an error; the caller reports it
+                    return step, self._restore(like, step)
             except Exception as e:  # noqa: BLE001 - any failure means this checkpoint is unusable
                 reason = " ".join(str(e).split())[:120] or type(e).__name__
                 self.skipped.append((step, f"{type(e).__name__}: {reason}"))
         step, reason = self.skipped[0]
         raise CheckpointError(f"no checkpoint of {self.directory.parent} can be read (the newest, {step}: {reason}); "
                               "they may be damaged or from different settings")
+
+    def set_aside_skipped(self) -> Path | None:
+        """Moves the checkpoints the last restore passed over to `RUN/unreadable-checkpoints/` (kept, not
+        deleted), so training on from an older one can write its updates again. Returns where, if any."""
+        if not self.skipped:
+            return None
+        aside = self.directory.parent / "unreadable-checkpoints"
+        aside.mkdir(exist_ok=True)
+        for step, _ in self.skipped:
+            target = aside / str(step)
+            while target.exists():
+                target = target.with_name(target.name + "+")
+            (self.directory / str(step)).rename(target)
+        self._manager.reload()
+        return aside
 
     def _restore(self, like: Any, step: int) -> Any:
         # unsharded leaves come back whole on this process's first device, whatever layout wrote them
@@ -86,21 +104,36 @@ class Checkpointer:
             lambda x: None if np.prod(x.shape) == 0 else
             jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None) or here), like)
         state = self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract))
-        leaves, treedef = jax.tree.flatten(like)
-        restored = jax.tree.leaves(state, is_leaf=lambda x: x is None)
+        is_none = lambda x: x is None  # None nodes of `like` and the empty arrays left out line up
+        leaves, treedef = jax.tree.flatten(like, is_leaf=is_none)
+        restored = jax.tree.leaves(state, is_leaf=is_none)
         if len(restored) != len(leaves):
-            raise ValueError(f"it holds {len(restored)} arrays where this run has {len(leaves)}")
+            raise ValueError(f"it holds {len(restored)} entries where this run has {len(leaves)}")
         out = []
         for want, got in zip(leaves, restored):
-            if np.prod(want.shape) == 0:
+            if want is None:
+                pass
+            elif np.prod(want.shape) == 0:
                 got = jax.device_put(np.zeros(want.shape, want.dtype), getattr(want, "sharding", None) or here)
-            elif tuple(got.shape) != tuple(want.shape):
-                raise ValueError(f"an array of shape {tuple(got.shape)} where this run has {tuple(want.shape)}")
+            elif got is None or tuple(got.shape) != tuple(want.shape):
+                raise ValueError(f"an array of shape {getattr(got, 'shape', None)} where this run has "
+                                 f"{tuple(want.shape)}")
             out.append(got)
         return jax.tree.unflatten(treedef, out)
 
     def close(self) -> None:
         self._manager.close()
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class RunLock:

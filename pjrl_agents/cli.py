@@ -19,7 +19,8 @@ import typing
 
 from pjrl_agents.common import ConfigError, kind
 
-RUN_FLAGS = ("env", "algo", "num_seeds", "seed", "chunks", "checkpoint_every", "tensorboard", "devices")
+RUN_FLAGS = ("env", "algo", "num_seeds", "seed", "chunks", "checkpoint_every", "eval_episodes", "tensorboard",
+             "devices")
 """RunSpec fields that are flags as they are; settings, env_options, sweep and wandb have flags of their own"""
 
 

@@ -82,7 +82,8 @@ class DQNConfig:
     epsilon_finish: float = 0.05
     """exploration rate after the anneal"""
     epsilon_anneal_steps: float = 250_000
-    """env steps over which epsilon falls linearly"""
+    """env steps over which epsilon falls linearly (default: half of total_timesteps, unless the env's
+    defaults set it)"""
     max_grad_norm: float = 0.0
     """global gradient-norm clip; 0 turns clipping off (PureJaxRL does not clip)"""
 
@@ -118,8 +119,18 @@ for _game in ("Asterix", "Breakout", "Freeway", "SpaceInvaders"):
 
 
 def default_config(env_name: str | None = None, **settings) -> DQNConfig:
-    """DQNConfig with the env's defaults (if it has any) and then `settings` applied."""
-    return make_config(DQNConfig, ENV_DEFAULTS, env_name, settings)
+    """DQNConfig with the env's defaults (if it has any) and then `settings` applied.
+
+    Where neither sets `epsilon_anneal_steps`, exploration anneals over the first
+    half of `total_timesteps` (as CleanRL's exploration_fraction=0.5), so a short
+    run ends greedy enough to show what it learned.
+    """
+    config = make_config(DQNConfig, ENV_DEFAULTS, env_name, settings)
+    total = config.total_timesteps
+    if "epsilon_anneal_steps" not in {**ENV_DEFAULTS.get(env_name or "", {}), **settings} and \
+            isinstance(total, int) and total > 1:  # (a bad total is reported by validate)
+        config = config.replace(epsilon_anneal_steps=total // 2)
+    return config
 
 
 RANGES = {"lr": "(0, inf)", "gamma": "[0, 1]", "epsilon_start": "[0, 1]",

@@ -70,3 +70,46 @@ def _agent_policy(agent, params, deterministic: bool):
     if deterministic:
         return lambda obs, mask, key: agent.act(params, obs, mask, None)
     return lambda obs, mask, key: agent.act(params, obs, mask, key)
+
+
+def greedy_returns(agent, params: Any, env_states: Any, seed: int = 0, num_episodes: int = 10,
+                   chunk: int = 500, max_steps: int = 1_000_000) -> tuple[np.ndarray, int]:
+    """Mean return of the greedy policy, for each of many runs at once: `(returns (runs,), episodes each)`.
+
+    `params` and `env_states` carry a leading runs axis (as a trained state does);
+    every run plays fresh envs from `seed` with its own normaliser statistics, all
+    runs in one vmapped, jitted rollout. Each of the `B` envs contributes its first
+    `ceil(num_episodes / B)` episodes, so long episodes count as much as short
+    ones. A run whose envs have not all finished theirs within `max_steps` steps
+    is averaged over those that did (NaN if none did).
+    """
+    env = agent.env
+    runs, per_env = jax.tree.leaves(params)[0].shape[0], -(-num_episodes // env.num_envs)
+    key, reset_key = jax.random.split(jax.random.PRNGKey(seed))
+
+    @jax.jit
+    def start(env_states):
+        state, ts = env.reset(reset_key)
+        return jax.vmap(lambda trained: (env.carry_statistics(state, trained), ts))(env_states)
+
+    def record(before, action, after, ts):
+        return ts.info["returned_episode"], ts.info["episode_return"]
+
+    @jax.jit
+    def run(params, carry, key):
+        act = lambda p: lambda obs, mask, k: agent.act(p, obs, mask, None)
+        return jax.vmap(lambda p, c: pjrl_envs.rollout(env, act(p), key, chunk, start=c, record=record))(params,
+                                                                                                        carry)
+
+    carry, steps = start(env_states), 0
+    returns = [[[] for _ in range(env.num_envs)] for _ in range(runs)]  # [run][env] -> its episodes, in order
+    while min(len(e) for r in returns for e in r) < per_env and steps < max_steps:
+        key, chunk_key = jax.random.split(key)
+        carry, (done, ret) = run(params, carry, chunk_key)
+        done, ret = np.asarray(done), np.asarray(ret)  # (runs, chunk, B)
+        for r in range(runs):
+            for b in range(env.num_envs):
+                returns[r][b] += ret[r, :, b][done[r, :, b]].tolist()
+        steps += chunk * env.num_envs
+    means = [np.mean(kept) if (kept := [x for e in r for x in e[:per_env]]) else np.nan for r in returns]
+    return np.asarray(means), per_env * env.num_envs

@@ -51,6 +51,9 @@ class RunSpec:
     """pieces the update scan is cut into: metrics leave the device after each"""
     checkpoint_every: int = 0
     """checkpoint every N updates (0: only at the end; a final checkpoint is always written)"""
+    eval_episodes: int = 10
+    """episodes of each run's greedy policy played when training ends (summary.json's
+    final_greedy_return_*); 0: none"""
     tensorboard: bool = True
     """write TensorBoard event files under RUN/tb"""
     wandb: dict | None = None
@@ -212,6 +215,7 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     mesh, to read its checkpoint in this process whatever devices it sees.
     """
     for name, low, high in (("num_seeds", 1, MAX_SIZE), ("chunks", 1, MAX_SIZE), ("checkpoint_every", 0, MAX_SIZE),
+                            ("eval_episodes", 0, 100_000),
                             ("seed", 0, 2**32 - 1)):
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pjrl_agents import distributed
+from pjrl_agents import distributed, evaluate
 from pjrl_agents import logging as sinks
 from pjrl_agents.checkpoint import Checkpointer, RunLock, has_checkpoint
 from pjrl_agents.checkpoint import steps as checkpoint_steps
@@ -180,6 +180,9 @@ class Run:
             start, state = checkpointer.restore(state_shape)
             for step, why in checkpointer.skipped:
                 say(f"checkpoint {step} cannot be read ({why}); resuming from checkpoint {start}")
+            aside = checkpointer.set_aside_skipped()
+            if aside:
+                say(f"the unreadable checkpoints are kept in {aside}")
             damaged = []
             history = [r for r in sinks.read_metrics(self.out, damaged) if r["update"] <= start]
             if damaged:
@@ -266,6 +269,11 @@ class Run:
         if watch.diverged:
             done = watch.diverged["update"]
         summary = self._summary(history, done, compile_s, run_s, start, cache_dir, status)
+        if status == "finished" and spec.eval_episodes and jax.process_count() == 1:
+            greedy, per_member = self._greedy(state, say)
+            summary.update(greedy)
+            for member, value in zip(summary.get("members", []), per_member):
+                member["final_greedy_return_mean"] = value
         if watch.diverged:
             summary["diverged"] = {**watch.diverged, "last_finite_checkpoint": last_saved}
         if self.writer:
@@ -279,6 +287,22 @@ class Run:
             raise Diverged(f"diverged at update {d['update']} ({d['what']} not finite in member {d['member']} "
                            f"seed {d['seed']}): lower lr or set max_grad_norm; {kept}; see {self.out}/summary.json")
         return {**summary, "out": str(self.out)}
+
+    def _greedy(self, state, say: Callable[[str], None]) -> tuple[dict, list[float]]:
+        """Each run's greedy policy over spec.eval_episodes fresh episodes: summary entries, and the mean
+        of each sweep member."""
+        spec, ex = self.spec, self.experiment
+        t0 = time.perf_counter()
+        rows = np.arange(ex.num_runs) * ex.plan.env_share  # the first device's row of a run split over devices
+        params, env_states = (jax.tree.map(lambda x: np.asarray(x)[rows], part)
+                              for part in (state.params, state.env_state))
+        returns, episodes = evaluate.greedy_returns(ex.agent, params, env_states, spec.seed, spec.eval_episodes)
+        returns = returns.reshape(len(ex.members), spec.num_seeds)
+        say(f"greedy policy: return {_nanmean(returns[0]):.2f} over {episodes} episodes per seed")
+        out = {"final_greedy_return_mean": _nanmean(returns[0]),
+               "final_greedy_return_per_seed": [float(x) for x in returns[0]],
+               "greedy_episodes": episodes, "eval_s": round(time.perf_counter() - t0, 3)}
+        return out, [_nanmean(r) for r in returns]
 
     def _summary(self, history, done, compile_s, run_s, start, cache_dir, status) -> dict:
         spec, ex = self.spec, self.experiment

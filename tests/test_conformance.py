@@ -1,4 +1,5 @@
-"""The one conformance suite: `check_env` on each adapter's envs, parametrised over (library, env id).
+"""The one conformance suite: `check_env` on each adapter's envs, parametrised over (library, env id);
+each env's state must also survive a checkpoint save and restore.
 
 By default it checks every gymnax env, the custom adapter's example env and a
 representative few of each other library, chosen to cover their kinds of spaces
@@ -117,7 +118,9 @@ LIBRARIES = {
                        representative=("TSP-v1", "Minesweeper-v0", "Cleaner-v0"),
                        vmap_by_default=False, excluded=_jumanji_excluded),
     # two players with masks; one player, stochastic
-    "pgx": Library("pgx", num_envs=4, num_steps=60, representative=("tic_tac_toe", "minatar-breakout"),
+    # (minatar-asterix keeps an empty array in its state, which checkpoints must survive)
+    "pgx": Library("pgx", num_envs=4, num_steps=60,
+                   representative=("tic_tac_toe", "minatar-breakout", "minatar-asterix"),
                    vmap_by_default=False, expect=_pgx_expect),
     # classic control, Box actions, Atari frames, MuJoCo (float64 on the host), dm_control (dict obs)
     "envpool": Library("envpool", num_envs=3, num_steps=60,
@@ -176,7 +179,33 @@ def corridor():
 # ---------------------------------------------------------------- the check
 
 
-def test_check_env(library, env_id, all_envs):
+def check_checkpoint(env, directory) -> None:
+    """The env's state after a step survives a checkpoint save and restore, and steps on identically."""
+    import jax
+    from pjrl_agents.checkpoint import Checkpointer
+    key = jax.random.PRNGKey(1)
+    reset, step = jax.jit(env.reset), jax.jit(env.step)
+    state, ts = reset(key)
+    action = pjrl_envs.random_policy(env)(ts.obs, ts.action_mask, key)
+    state, ts = step(state, action, key)
+    checkpointer = Checkpointer(directory)
+    try:
+        checkpointer.save(1, state)
+        step_saved, restored = checkpointer.restore(jax.eval_shape(lambda: state))
+    finally:
+        checkpointer.close()
+    assert step_saved == 1 and not checkpointer.skipped
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _, after = step(state, action, key)
+    _, after_restored = step(restored, action, key)
+    for a, b in zip(jax.tree.leaves(after.obs), jax.tree.leaves(after_restored.obs)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_check_env(library, env_id, all_envs, tmp_path):
     lib = LIBRARIES[library]
     try:
         env = pjrl_envs.make(f"{library}:{env_id}", num_envs=lib.num_envs, **lib.options(env_id))
@@ -188,6 +217,7 @@ def test_check_env(library, env_id, all_envs):
         report = check_env(env, num_steps=lib.num_steps, check_vmap=all_envs or lib.vmap_by_default)
         assert report["steps"] == lib.num_steps * lib.num_envs
         lib.expect(env_id, env, report)
+        check_checkpoint(env, tmp_path)
     finally:
         if library == "envpool":
             env.close()  # its host pools
