@@ -50,9 +50,10 @@ class Checkpointer:
         ocp = _ocp()
         self.directory = Path(run_dir).resolve() / "checkpoints"
         self._ocp = ocp
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                                 enable_async_checkpointing=False))
+        with _quiet("absl"):  # it reads every checkpoint's metadata, logging the unreadable ones as errors
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                                     enable_async_checkpointing=False))
         self.skipped: list[tuple[int, str]] = []
         """checkpoints the last restore passed over, newest first, each with why it could not be read"""
 
@@ -94,7 +95,8 @@ class Checkpointer:
             while target.exists():
                 target = target.with_name(target.name + "+")
             (self.directory / str(step)).rename(target)
-        self._manager.reload()
+        with _quiet("absl"):
+            self._manager.reload()
         return aside
 
     def _restore(self, like: Any, step: int) -> Any:
@@ -122,7 +124,8 @@ class Checkpointer:
         return jax.tree.unflatten(treedef, out)
 
     def close(self) -> None:
-        self._manager.close()
+        with _quiet("absl"):
+            self._manager.close()
 
 
 @contextlib.contextmanager
