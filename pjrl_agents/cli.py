@@ -257,9 +257,12 @@ def _cmd_train(argv) -> int:
     else:
         summary = runner.train(spec, out=args.out, progress=progress)
     brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
-                                     "compile_s", "run_s", "steps_per_s", "out")}
+                                     "final_greedy_return_mean", "compile_s", "run_s", "steps_per_s", "out")
+             if k in summary}
     for m in summary.get("members", []):
-        print(f"  {m['settings']}: final_return_mean {m['final_return_mean']:.2f}")
+        greedy = m.get("final_greedy_return_mean")
+        print(f"  {m['settings']}: final_return_mean {m['final_return_mean']:.2f}"
+              + (f", greedy {greedy:.2f}" if greedy is not None else ""))
     print(json.dumps(brief))
     return 0
 

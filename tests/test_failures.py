@@ -354,3 +354,14 @@ def test_nothing_is_reported_before_it_exists_and_rounding_is_said(tmp_path):
     runner.train(RunSpec(settings={"total_timesteps": 5000}, eval_episodes=0, tensorboard=False),
                  out=tmp_path / "r2", progress=lines.append)
     assert lines.count("total_timesteps 5,000 is 9 updates of 512 env steps: 4,608 steps per run") == 1
+
+
+def test_dqn_reports_the_greedy_return_beside_the_exploring_one(capsys, tmp_path):
+    """Catch at 50k steps: exploration anneals over half the run, and the greedy policy is scored apart."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "--algo", "dqn", "--env", "gymnax:Catch-bsuite", "--total-timesteps", "50000",
+                     "--no-tensorboard", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["epsilon_anneal_steps"] == 25_000
+    assert summary["final_greedy_return_mean"] >= 0.9  # a random policy scores about -0.6
+    assert summary["greedy_episodes"] == 10 and "final_greedy_return_mean" in capsys.readouterr().out
