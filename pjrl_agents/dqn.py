@@ -8,9 +8,12 @@ A replay buffer on device (flashbax's trajectory buffer: one time axis per env,
 so n-step sequences are contiguous slices), epsilon-greedy exploration on a
 linear schedule, a target network (hard copies or Polyak averaging), double-Q
 and n-step returns as options, Huber or squared loss. TD targets bootstrap from
-`final_obs` on truncation and not on termination: after each rollout the target
-network values its `final_obs` in one pass, and the buffer stores that one
-scalar per transition, so it holds each observation once. Action masks are
+`final_obs` on truncation and not on termination. By default (`bootstrap="replay"`)
+the buffer keeps each step's `final_obs` and the target network values it when the
+transition is replayed, as it values every next observation; `bootstrap="collect"`
+values it once, after the rollout, and stores one scalar, halving the buffer's
+observation memory at the price of a value as old as the transition
+(`benchmarks/dqn_truncation.py` measures the bias). Action masks are
 respected by the greedy argmax, by exploration and by the max in the target.
 """
 from __future__ import annotations
@@ -62,6 +65,10 @@ class DQNConfig:
     """pick the next action with the online network, value it with the target network"""
     loss: str = static("mse")
     """mse (squared TD error, as PureJaxRL) or huber (delta 1)"""
+    bootstrap: str = static("replay")
+    """when a truncated step's V(final_obs) is valued: replay (by the target network at replay time; the
+    buffer holds a second observation per transition) or collect (once, after collection, stored as one
+    scalar: half the observation memory, but the value is as old as the transition)"""
     hidden_sizes: tuple = static((120, 84))
     """Q-network MLP widths"""
     activation: str = static("relu")
@@ -164,6 +171,8 @@ def validate(config: DQNConfig, env: VecEnv | None = None) -> None:
     tau = config.tau
     if isinstance(tau, (int, float)) and not 0 < tau <= 1:
         raise ConfigError(f"tau={tau} must be in (0, 1]: 1 copies the online network, less is Polyak averaging")
+    if config.bootstrap not in ("replay", "collect"):
+        raise ConfigError(f"bootstrap={config.bootstrap!r}; use replay or collect")
     if config.loss not in ("mse", "huber"):
         raise ConfigError(f"loss={config.loss!r}; use mse or huber")
     if config.activation not in ("tanh", "relu", "gelu", "silu"):
@@ -203,7 +212,8 @@ class Transition(NamedTuple):
     reward: jax.Array  # () float32
     terminated: jax.Array  # () bool
     truncated: jax.Array  # () bool
-    final_value: jax.Array  # () V(final_obs) under the target network just after collection; used if truncated
+    final_obs: Any  # the pre-reset observation after the step (bootstrap="replay"; else None)
+    final_value: jax.Array  # () V(final_obs) under the target network just after collection (bootstrap="collect")
 
 
 class Sample(NamedTuple):
@@ -214,7 +224,9 @@ class Sample(NamedTuple):
     reward: jax.Array  # (N, n_step) it and the n_step - 1 that follow
     terminated: jax.Array  # (N, n_step)
     truncated: jax.Array  # (N, n_step)
-    final_value: jax.Array  # (N, n_step)
+    final_value: jax.Array  # (N, n_step) stored V(final_obs) (bootstrap="collect"; else None)
+    final_obs: Any  # (N, n_step, ...) final observations (bootstrap="replay" with double-Q; else None)
+    q_final: jax.Array  # (N, n_step, A) the target network's Q of them (bootstrap="replay"; else None)
     next_obs: Any  # (N, ...) the observation n_step later; kept only for double-Q
     next_mask: jax.Array  # (N, A) its action mask
     q_next: jax.Array  # (N, A) the target network's Q of it
@@ -337,8 +349,10 @@ class DQN:
         params = self.network.init(net_key, spaces.zeros(self.env.observation_space, (1,)))
         env_state, ts = self.env.reset(reset_key)
         one = jax.tree.map(lambda x: x[0], ts)
+        replay = self.config.bootstrap == "replay"
         example = Transition(one.obs, one.action_mask, jnp.zeros((), self.action_space.dtype), one.reward,
-                             one.terminated, one.truncated, one.reward)
+                             one.terminated, one.truncated, one.final_obs if replay else None,
+                             None if replay else one.reward)
         none = jnp.full((), jnp.nan, jnp.float32)  # no episode has ended yet
         return DQNState(params, params, self.optimizer.init(params), self.buffer.init(example), env_state,
                         ts.obs, ts.action_mask, self.network.apply(params, ts.obs), key,
@@ -354,7 +368,9 @@ class DQN:
         env_state, ts = self.env.step(state.env_state, action, step_key)
         q = self.network.apply(state.params, ts.obs)  # (B, A), for the next action
 
-        transition = Transition(state.obs, state.mask, action, ts.reward, ts.terminated, ts.truncated, None)
+        final_obs = ts.final_obs if self.config.bootstrap == "replay" else None
+        transition = Transition(state.obs, state.mask, action, ts.reward, ts.terminated, ts.truncated, final_obs,
+                                None)
         episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
         state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask, q=q,
                                timesteps=state.timesteps + self.env.num_envs)
@@ -372,7 +388,12 @@ class DQN:
 
         # TD TARGET: the target network's Q was computed for all of this update's batches at once
         next_value = self._next_value(params, batch.q_next, batch.next_obs, batch.next_mask)
-        target = td_target(batch.reward, batch.terminated, batch.truncated, batch.final_value, next_value, hp.gamma)
+        final_value = batch.final_value
+        if final_value is None:  # valued now; the mask of a final_obs after a reset is gone, so all actions count
+            n, q = batch.q_final.shape[1], batch.q_final.reshape((-1,) + batch.q_final.shape[2:])
+            flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch.final_obs)
+            final_value = self._next_value(params, q, flat, jnp.ones(q.shape, jnp.bool_)).reshape((-1, n))
+        target = td_target(batch.reward, batch.terminated, batch.truncated, final_value, next_value, hp.gamma)
 
         # UPDATE NETWORK
         grads, metrics = jax.grad(q_loss, has_aux=True)(
@@ -388,10 +409,23 @@ class DQN:
         seq = self.buffer.sample(buffer, key).experience  # leaves (G * N, n_step + 1, ...)
         seq = jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), seq)
         next_obs = jax.tree.map(lambda x: x[:, :, n], seq.obs)
-        q_next = self.network.apply(target_params, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs))
+        rows = shape[0] * shape[1]
+        if self.config.bootstrap == "replay":  # next and final observations valued in one pass
+            final_obs = jax.tree.map(lambda x: x[:, :, :n], seq.final_obs)
+            both = jax.tree.map(lambda a, b: jnp.concatenate([a.reshape((rows,) + a.shape[2:]),
+                                                              b.reshape((rows * n,) + b.shape[3:])]),
+                                next_obs, final_obs)
+            q = self.network.apply(target_params, both)
+            q_next, q_final = q[:rows], q[rows:].reshape(shape + (n,) + q.shape[1:])
+            final_value = None
+        else:
+            q_next = self.network.apply(target_params,
+                                        jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs))
+            final_obs, q_final, final_value = None, None, seq.final_value[:, :, :n]
+        double = self.config.double_q
         return Sample(jax.tree.map(lambda x: x[:, :, 0], seq.obs), seq.action[:, :, 0], seq.reward[:, :, :n],
-                      seq.terminated[:, :, :n], seq.truncated[:, :, :n], seq.final_value[:, :, :n],
-                      next_obs if self.config.double_q else None, seq.mask[:, :, n],
+                      seq.terminated[:, :, :n], seq.truncated[:, :, :n], final_value,
+                      final_obs if double else None, q_final, next_obs if double else None, seq.mask[:, :, n],
                       q_next.reshape(shape + q_next.shape[1:]))
 
     def update(self, state: DQNState) -> tuple[DQNState, dict]:
@@ -407,12 +441,13 @@ class DQN:
         state, (traj, final_obs, episode) = jax.lax.scan(
             self._env_step, state, jax.random.split(rollout_key, sizes.num_steps))
 
-        # VALUE THE PRE-RESET OBSERVATIONS in one pass: a scalar each, used where truncated. The mask
-        # of a final_obs after a reset is gone, so all actions count.
-        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), final_obs)
-        q_final = self.network.apply(state.target_params, flat)
-        final_value = self._next_value(state.params, q_final, flat, jnp.ones(q_final.shape, jnp.bool_))
-        traj = traj._replace(final_value=final_value.reshape(traj.reward.shape))
+        if sizes.bootstrap == "collect":
+            # VALUE THE PRE-RESET OBSERVATIONS in one pass: a scalar each, used where truncated. The mask
+            # of a final_obs after a reset is gone, so all actions count.
+            flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), final_obs)
+            q_final = self.network.apply(state.target_params, flat)
+            final_value = self._next_value(state.params, q_final, flat, jnp.ones(q_final.shape, jnp.bool_))
+            traj = traj._replace(final_value=final_value.reshape(traj.reward.shape))
         buffer = self.buffer.add(state.buffer, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj))
 
         # LEARN, once learning_starts env steps are in and the buffer holds a full n-step sequence

@@ -224,3 +224,15 @@ def test_pjrl_train_dqn_writes_summary_and_metrics(tmp_path, monkeypatch):
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     for name in ("episode_return", "episode_length", "episodes", "loss", "q_value", "epsilon"):
         assert name in header
+
+
+def test_truncation_bootstrap_valued_at_replay_is_not_stale():
+    """On a probe worth exactly 10 everywhere and truncated every 10 steps, with a buffer holding the
+    whole run, valuing V(final_obs) at replay time reaches 10 while stored values lag behind it."""
+    from benchmarks.dqn_truncation import TRUE_VALUE, run
+    errors = {}
+    for mode in ("collect", "replay"):
+        q, _ = run(mode, seeds=2, period=10, total=8000)
+        errors[mode] = abs(float(q[:, -1].mean()) - TRUE_VALUE)
+    assert errors["replay"] < 1.0
+    assert errors["collect"] > 2 * errors["replay"]
