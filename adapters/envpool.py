@@ -26,7 +26,17 @@ resets the finished envs at once, returns their first observation as `obs` and
 the true last observation as `final_obs`; envpool's reset transition never
 reaches the agent. `terminated` and `truncated` are envpool's `done & ~trunc`
 and `trunc` (time limits such as Atari's `max_episode_steps` and MuJoCo's 1000
-steps are truncation).
+steps are truncation), with one correction and one limit:
+
+  * envpool reports `trunc` for any episode that ends on its time-limit step,
+    even when it ended there by its own rules (a pole that falls on CartPole's
+    500th step comes back truncated), and its `discount` is 0 on every ending,
+    so it cannot tell the two apart. Where the env's info says the game is over
+    (Atari's `info["terminated"]`), such a step is `terminated`, as it should be.
+  * Elsewhere (classic control, MuJoCo, dm_control) nothing tells them apart:
+    an ending by the env's own rules exactly on the limit step stays
+    `truncated`, so an agent bootstraps from that one terminal state. It is one
+    step in `max_episode_steps`, and only where both coincide.
 
 What a host env cannot do, unlike a JAX env:
   * step a state other than the latest one: a saved, copied or earlier state
@@ -289,7 +299,8 @@ class EnvpoolVecEnv(VecEnv):
         raw = self._in_order(env._recv(), env_ids)
         final_obs = [raw[i] for i in self._obs_idx]
         done = raw[self._index["done"]]
-        trunc = raw[self._index["trunc"]] & done
+        game_over = raw[self._index["info:terminated"]] if "info:terminated" in self._index else None
+        terminated, trunc = _endings(done, raw[self._index["trunc"]], game_over)
         obs = final_obs
         if done.any():
             # SAME-STEP AUTO-RESET: reset the finished envs now, so the agent never
@@ -302,7 +313,7 @@ class EnvpoolVecEnv(VecEnv):
                 o[done] = fresh[i]
         reward = raw[self._index["reward"]]
         info = [raw[i] for i in self._info_idx]
-        return pool.t[rows].copy(), [*obs, *final_obs, reward, done & ~trunc, trunc, *info]
+        return pool.t[rows].copy(), [*obs, *final_obs, reward, terminated, trunc, *info]
 
     def _per_env(self, arrays: list, batch: tuple) -> list:
         """Host arrays `(members * num_envs, ...)` as `batch + (num_envs, ...)`, in JAX dtypes."""
@@ -355,6 +366,15 @@ class EnvpoolVecEnv(VecEnv):
         with self._lock:
             while self._pools:
                 self._pools.popitem()[1].env.close()
+
+
+def _endings(done: np.ndarray, trunc: np.ndarray, game_over: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """`(terminated, truncated)` from envpool's `done` and `trunc`; a step where the game is over (where the
+    env says) is terminated even when it fell on the time limit, which envpool reports as `trunc`."""
+    trunc = trunc.astype(bool) & done
+    if game_over is not None:
+        trunc = trunc & ~game_over.astype(bool)
+    return done & ~trunc, trunc
 
 
 def _env_rows(rows, num_envs: int) -> np.ndarray:

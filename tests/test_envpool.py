@@ -144,3 +144,17 @@ def test_atari_example_runs(capsys):
     metrics = example.main(["--total-timesteps", "32", "--num-envs", "2", "--num-steps", "16"])
     assert np.isfinite(metrics["loss"]) and metrics["entropy"] > 0
     assert "step         32" in capsys.readouterr().out
+
+
+def test_a_game_over_on_the_time_limit_step_is_termination():
+    """envpool flags every ending on the limit step `trunc`; Atari's game-over info corrects it."""
+    from pjrl_adapters.envpool import _endings
+    done = np.array([True, True, True, False, True])
+    trunc = np.array([True, True, False, False, False])  # envpool's flag
+    game_over = np.array([True, False, False, False, True])  # (Atari: info["terminated"])
+    terminated, truncated = _endings(done, trunc, game_over)
+    assert terminated.tolist() == [True, False, True, False, True]
+    assert truncated.tolist() == [False, True, False, False, False]
+    terminated, truncated = _endings(done, trunc, None)  # CartPole: nothing tells them apart
+    assert terminated.tolist() == [False, False, True, False, True]
+    assert truncated.tolist() == [True, True, False, False, False]
