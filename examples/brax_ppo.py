@@ -44,9 +44,9 @@ def main(argv=None):
     start = time.perf_counter()
     state, metrics = jax.block_until_ready(train(jax.random.PRNGKey(args.seed)))
     seconds = time.perf_counter() - start
-    curve, ended = np.asarray(metrics["episode_return"]), np.cumsum(metrics["episodes"]) > 0
+    curve = np.asarray(metrics["episode_return"])  # NaN until the first episode ends
     for i in range(0, len(curve), max(1, len(curve) // 10)):
-        shown = f"{curve[i]:9.1f}" if ended[i] else "  (no episode has ended yet)"
+        shown = f"{curve[i]:9.1f}" if np.isfinite(curve[i]) else "  (no episode has ended yet)"
         print(f"step {(i + 1) * config.steps_per_update:>10d}  episode_return {shown}")
     result = evaluate(agent, state.params, state.env_state, seed=args.seed + 1, num_episodes=4)[0]
     print(f"{args.env}: {config.total_timesteps} steps in {seconds:.0f} s (compile included); "

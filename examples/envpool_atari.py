@@ -15,6 +15,7 @@ import argparse
 import time
 
 import jax
+import numpy as np
 
 import pjrl_envs
 from pjrl_agents import ppo
@@ -46,9 +47,10 @@ def main(argv=None) -> dict:
     for done in range(chunk_len, agent.num_updates + 1, chunk_len):
         state, metrics = run_chunk(state)
         steps = done * config.steps_per_update
-        print(f"step {steps:>10,} | return {float(metrics['episode_return'][-1]):7.2f} | "
-              f"loss {float(metrics['loss'][-1]):8.4f} | {steps / (time.perf_counter() - start):,.0f} steps/s",
-              flush=True)
+        ret = float(metrics["episode_return"][-1])  # NaN until the first episode ends
+        shown = f"{ret:7.2f}" if np.isfinite(ret) else "    n/a"
+        print(f"step {steps:>10,} | return {shown} | loss {float(metrics['loss'][-1]):8.4f} | "
+              f"{steps / (time.perf_counter() - start):,.0f} steps/s", flush=True)
     env.close()
     return {k: float(v[-1]) for k, v in metrics.items()}
 

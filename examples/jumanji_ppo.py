@@ -35,7 +35,8 @@ def main(argv=None):
     state, metrics = train(jax.random.PRNGKey(args.seed))
     curve = np.asarray(metrics["episode_return"])
     for i in range(0, curve.size, max(1, curve.size // 10)):
-        print(f"step {(i + 1) * config.steps_per_update:>9d}  episode_return {curve[i]:8.1f}")
+        shown = f"{curve[i]:8.1f}" if np.isfinite(curve[i]) else "     n/a (no episode has ended yet)"
+        print(f"step {(i + 1) * config.steps_per_update:>9d}  episode_return {shown}")
 
     trained = evaluate(agent, state.params, state.env_state, seed=args.seed + 1, num_episodes=args.episodes)[1]
     uniform = episodes(agent.env, pjrl_envs.random_policy(agent.env), jax.random.PRNGKey(args.seed + 1),

@@ -42,7 +42,9 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     curve = np.asarray(metrics["episode_return"])  # (seeds, updates)
     for i in range(0, curve.shape[1], max(1, curve.shape[1] // 10)):
-        print(f"step {(i + 1) * config.steps_per_update:>10d}  episode_return {curve[:, i].mean():6.2f}")
+        ended = np.isfinite(curve[:, i])  # NaN until a seed's first episode ends
+        shown = f"{curve[ended, i].mean():6.2f}" if ended.any() else "   n/a (no episode has ended yet)"
+        print(f"step {(i + 1) * config.steps_per_update:>10d}  episode_return {shown}")
     print(f"{env_name}: {config.total_timesteps} steps x {args.num_seeds} seed(s) in {seconds:.0f} s "
           f"(compile included); final return {curve[:, -1].mean():.2f} (per seed: {' '.join(f'{x:.2f}' for x in curve[:, -1])})")
 

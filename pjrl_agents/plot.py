@@ -51,10 +51,14 @@ def plot(run_dirs: list[str], out: str, metric: str = "episode_return") -> str:
                          f"end it in one of .{', .'.join(sorted(formats))}")
     for run_dir in run_dirs:
         for label, steps, values in curves(Path(run_dir), metric):
-            mean = np.nanmean(values, axis=0)
+            seen = np.isfinite(values)  # NaN (no episode ended yet) is left out, not drawn as 0
+            keep = seen.any(0)
+            steps, values, seen = steps[keep], values[:, keep], seen[:, keep]
+            mean = np.where(seen, values, 0.0).sum(0) / seen.sum(0)
+            values = np.where(seen, values, mean)  # the band over the seeds that have a value
             line, = ax.plot(steps, mean, label=f"{label} ({values.shape[0]} seeds)")
             if values.shape[0] > 1:
-                ax.fill_between(steps, np.nanmin(values, 0), np.nanmax(values, 0), alpha=0.2, color=line.get_color())
+                ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
     ax.set_xlabel("env steps per seed")
     ax.set_ylabel(metric.replace("_", " "))
     ax.grid(alpha=0.3)
