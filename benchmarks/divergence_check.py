@@ -2,8 +2,8 @@
 
     python benchmarks/divergence_check.py [--repeats 7]
 
-The runner's chunk (`runner._chunk_fn`) reports, per update, whether every
-parameter is still finite. This times the same vmapped scan of all updates with
+The runner's chunk (`runner._chunk_fn`) reports whether every parameter is
+finite at its end (the losses, checked on the host, catch the rest). This times the same vmapped scan of all updates with
 that check and without it (the same chunk less the check), for PPO and DQN on
 gymnax CartPole-v1, 1 and 16 seeds, runs interleaved (A B A B ...) so load
 drifts hit both alike. Prints the median run seconds of each and their ratio.
@@ -27,7 +27,7 @@ from pjrl_agents.runner import _chunk_fn
 
 
 def plain_chunk(agent, chunk_len: int):
-    """The runner's chunk as it was before the check: skipped updates past `end`, no `_finite`."""
+    """The runner's chunk less the check: skipped updates past `end`, no `_finite`."""
     def run_chunk(state, first, end):
         metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], state)
         skip = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape))

@@ -206,8 +206,9 @@ class Run:
 
         def record(metrics, first: int, n: int) -> None:
             """One finished chunk's metrics to rows, sinks and the console (on the recorder's thread)."""
-            metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
-            n = watch.check(metrics, first)  # rows past a divergence are not logged
+            metrics = {k: np.asarray(v) if k == "_finite" else np.asarray(v)[:, :n]
+                       for k, v in jax.device_get(metrics).items()}
+            n = watch.check(metrics, first, n)  # rows past a divergence are not logged
             metrics = {k: v[:, :n] for k, v in metrics.items() if k != "_finite"}
             if n == 0:
                 return
@@ -375,22 +376,20 @@ class _NoCheckpoints:
 def _chunk_fn(agent, chunk_len: int):
     """`(state, first, end) -> (state, metrics (chunk_len,))`: updates `first+1 .. end`; the rest are skipped.
 
-    Each update also reports `_finite`: whether every parameter is still finite.
+    The metrics also hold `_finite` `()`: whether every parameter is finite at the chunk's end. (Within
+    the chunk, parameters that stop being finite make the next update's losses non-finite.)
     """
     def finite(state):
         params = getattr(state, "params", state)
         leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.inexact)]
         return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
-    def update(state):
-        state, metrics = agent.update(state)
-        return state, {**metrics, "_finite": finite(state)}
-
     def run_chunk(state, first, end):
-        metric_shape = jax.eval_shape(lambda s: update(s)[1], state)
+        metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], state)
         skip = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape))
-        body = lambda s, i: jax.lax.cond(i < end, update, skip, s)
-        return jax.lax.scan(body, state, first + jnp.arange(chunk_len))
+        body = lambda s, i: jax.lax.cond(i < end, agent.update, skip, s)
+        state, metrics = jax.lax.scan(body, state, first + jnp.arange(chunk_len))
+        return state, {**metrics, "_finite": finite(state)}
 
     return run_chunk
 
@@ -403,18 +402,21 @@ class _DivergenceWatch:
         self.diverged: dict | None = None
         """{update, member, seed, what} of the first divergence; None while every run is finite"""
 
-    def check(self, metrics: dict[str, np.ndarray], first: int) -> int:
-        """How many of the chunk's updates to log: all of them, or up to the first non-finite one."""
+    def check(self, metrics: dict[str, np.ndarray], first: int, n: int) -> int:
+        """How many of the chunk's `n` updates to log: all, or up to the first non-finite one.
+
+        `metrics`: `(runs, n)` per name, and `_finite` `(runs,)` for the parameters at the chunk's end.
+        """
         if self.diverged is not None:
             return 0
-        bad = np.zeros(metrics["_finite"].shape, bool)
+        bad = np.zeros((metrics["_finite"].shape[0], n), bool)
         what = np.full(bad.shape, "parameters", dtype=object)
         for name, values in sorted(metrics.items(), reverse=True):  # the first in name order is named
             if name not in EPISODE_METRICS and name != "_finite":
                 nonfinite = ~np.isfinite(values)
                 what = np.where(nonfinite, name, what)
                 bad |= nonfinite
-        bad |= ~metrics["_finite"].astype(bool)
+        bad[:, -1] |= ~metrics["_finite"].astype(bool)
         if not bad.any():
             return bad.shape[1]
         runs, updates = np.nonzero(bad)
