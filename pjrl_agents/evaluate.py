@@ -14,19 +14,22 @@ import pjrl_envs
 
 
 def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episodes: int = 10, start: Any = None,
-             chunk: int = 500, max_steps: int = 1_000_000) -> dict[str, np.ndarray]:
+             chunk: int = 500, max_steps: int = 1_000_000, memory: Any = None) -> dict[str, np.ndarray]:
     """Steps `env` (which records episode statistics) with `policy(obs, mask, key)` until `num_episodes` end.
 
     `start`: the `(state, timestep)` to begin from (default: a reset with a key
-    split from `key`, after which the same keys follow as with an explicit start). Runs jitted chunks of `chunk` steps, at most `max_steps`
+    split from `key`, after which the same keys follow as with an explicit start); with a policy's
+    `memory` (see `pjrl_envs.rollout`) it is `(state, timestep, memory)`. Runs jitted chunks of `chunk` steps, at most `max_steps`
     env steps in all. Returns `{"returns", "lengths"}` of the first episodes
     that ended, in the order they ended.
     """
     if start is None:
         key, reset_key = jax.random.split(key)
         start = env.reset(reset_key)
+        if memory is not None:
+            start = (*start, memory)
     carry = start
-    run = _chunk_runner(env, policy, chunk)
+    run = _chunk_runner(env, policy, chunk, memory)
     returns, lengths, steps = [], [], 0
     while len(returns) < num_episodes and steps < max_steps:
         key, chunk_key = jax.random.split(key)
@@ -38,11 +41,12 @@ def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episod
     return {"returns": np.asarray(returns[:num_episodes]), "lengths": np.asarray(lengths[:num_episodes])}
 
 
-def _chunk_runner(env, policy, chunk):
+def _chunk_runner(env, policy, chunk, memory=None):
     def record(before, action, after, ts):
         return ts.info["returned_episode"], ts.info["episode_return"], ts.info["episode_length"]
 
-    return jax.jit(lambda carry, key: pjrl_envs.rollout(env, policy, key, chunk, start=carry, record=record))
+    return jax.jit(lambda carry, key: pjrl_envs.rollout(env, policy, key, chunk, start=carry, record=record,
+                                                        memory=memory))
 
 
 def evaluate(agent, params, trained_env_state, seed: int = 0, num_episodes: int = 10) -> list[dict]:
@@ -55,9 +59,9 @@ def evaluate(agent, params, trained_env_state, seed: int = 0, num_episodes: int 
     for deterministic in (True, False):
         key, reset_key = jax.random.split(jax.random.PRNGKey(seed))
         state, ts = jax.jit(env.reset)(reset_key)
-        start = (env.carry_statistics(state, trained_env_state), ts)
-        policy = _agent_policy(agent, params, deterministic)
-        out = episodes(env, policy, key, num_episodes, start=start)
+        policy, memory = agent_policy(agent, params, deterministic)
+        start = (env.carry_statistics(state, trained_env_state), ts) + (() if memory is None else (memory,))
+        out = episodes(env, policy, key, num_episodes, start=start, memory=memory)
         ret, length = out["returns"], out["lengths"]
         results.append({"episodes": int(ret.size), "deterministic": deterministic,
                         "return_mean": float(ret.mean()) if ret.size else float("nan"),
@@ -66,10 +70,13 @@ def evaluate(agent, params, trained_env_state, seed: int = 0, num_episodes: int 
     return results
 
 
-def _agent_policy(agent, params, deterministic: bool):
-    if deterministic:
-        return lambda obs, mask, key: agent.act(params, obs, mask, None)
-    return lambda obs, mask, key: agent.act(params, obs, mask, key)
+def agent_policy(agent, params, deterministic: bool) -> tuple[Callable, Any]:
+    """`(policy, memory)` for `pjrl_envs.rollout`: the agent's greedy or sampled policy, and its initial
+    memory for the agent's envs (None for an agent without memory)."""
+    memory = getattr(agent, "initial_memory", lambda n: None)(agent.env.num_envs)
+    if memory is None:
+        return (lambda obs, mask, key: agent.act(params, obs, mask, None if deterministic else key)), None
+    return (lambda obs, mask, key, mem: agent.act(params, obs, mask, None if deterministic else key, mem)), memory
 
 
 def greedy_returns(agent, params: Any, env_states: Any, seed: int = 0, num_episodes: int = 10,
@@ -87,19 +94,23 @@ def greedy_returns(agent, params: Any, env_states: Any, seed: int = 0, num_episo
     runs, per_env = jax.tree.leaves(params)[0].shape[0], -(-num_episodes // env.num_envs)
     key, reset_key = jax.random.split(jax.random.PRNGKey(seed))
 
+    memory = getattr(agent, "initial_memory", lambda n: None)(env.num_envs)
+
     @jax.jit
     def start(env_states):
         state, ts = env.reset(reset_key)
-        return jax.vmap(lambda trained: (env.carry_statistics(state, trained), ts))(env_states)
+        first = lambda trained: (env.carry_statistics(state, trained), ts) + (() if memory is None else (memory,))
+        return jax.vmap(first)(env_states)
 
     def record(before, action, after, ts):
         return ts.info["returned_episode"], ts.info["episode_return"]
 
     @jax.jit
     def run(params, carry, key):
-        act = lambda p: lambda obs, mask, k: agent.act(p, obs, mask, None)
-        return jax.vmap(lambda p, c: pjrl_envs.rollout(env, act(p), key, chunk, start=c, record=record))(params,
-                                                                                                        carry)
+        def one(p, c):
+            return pjrl_envs.rollout(env, agent_policy(agent, p, True)[0], key, chunk, start=c, record=record,
+                                     memory=memory)
+        return jax.vmap(one)(params, carry)
 
     carry, steps = start(env_states), 0
     returns = [[[] for _ in range(env.num_envs)] for _ in range(runs)]  # [run][env] -> its episodes, in order

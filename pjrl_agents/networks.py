@@ -200,3 +200,51 @@ class ActorCritic(nn.Module):
             log_std = self.param("log_std", constant(0.0), (self.action_dim,))
             actor = (actor, jnp.broadcast_to(log_std, actor.shape))
         return actor, value[..., 0]
+
+
+CELLS = ("gru", "lstm")
+
+
+def zero_memory(cell: str, batch: tuple, size: int) -> Any:
+    """A recurrent core's initial state for `batch` envs: `(B, size)` for a GRU, `(c, h)` of those for an LSTM."""
+    zeros = jnp.zeros(batch + (size,), jnp.float32)
+    return (zeros, zeros) if cell == "lstm" else zeros
+
+
+class RecurrentActorCritic(nn.Module):
+    """A feature torso (a CNN for images as in `ActorCritic`, else the flattened observation and one dense
+    layer of `memory_size`), a GRU or LSTM core of `memory_size`, then separate actor and critic MLPs.
+
+    One step: `(memory, obs) -> (memory, actor_out, value)`, with `obs` `(B, ...)`
+    and `memory` as `zero_memory` makes it; the caller zeroes memory at episode starts.
+    """
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    continuous: bool = False
+    torso: str = "mlp"
+    cell: str = "gru"
+    memory_size: int = 128
+
+    @nn.compact
+    def __call__(self, memory, obs):
+        act = _ACTIVATIONS[self.activation]
+        if self.torso in _TORSO_MODULES:
+            x = _TORSO_MODULES[self.torso](name="conv_torso")(obs)
+        else:
+            x = flatten_obs(obs)
+        x = act(nn.Dense(self.memory_size, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0),
+                         name="embedding")(x))
+        # the recurrent kernels get this module's orthogonal init: flax's default (QR) deadlocks vmapped on CPU
+        cell = nn.OptimizedLSTMCell if self.cell == "lstm" else nn.GRUCell
+        memory, x = cell(self.memory_size, recurrent_kernel_init=orthogonal(1.0), name="core")(memory, x)
+        actor = MLP(self.hidden_sizes, self.activation, name="actor_torso")(x)
+        actor = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0),
+                         name="actor_head")(actor)
+        critic = MLP(self.hidden_sizes, self.activation, name="critic_torso")(x)
+        value = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0), name="critic_head")(critic)
+        if self.continuous:
+            log_std = self.param("log_std", constant(0.0), (self.action_dim,))
+            actor = (actor, jnp.broadcast_to(log_std, actor.shape))
+        return memory, actor, value[..., 0]

@@ -25,6 +25,11 @@ class Policy:
     statistics it had at the checkpoint; `mask` (legal actions, as
     `TimeStep.action_mask`) is respected; without `key` the action is the
     greedy one, with it a sample.
+
+    A recurrent policy (`torso=gru|lstm`) carries its memory from call to call,
+    one per observation of the batch: call `reset()` before a new episode, or pass
+    `reset` (bool per observation, e.g. the last step's `terminated | truncated`)
+    to start those afresh.
     """
 
     def __init__(self, agent, params: Any, env_state: Any):
@@ -32,12 +37,22 @@ class Policy:
         self.env = agent.env
         self.observation_space = self.env.unwrapped.observation_space
         self.action_space = self.env.action_space
+        self.recurrent = getattr(agent, "recurrent", False)
+        self.memory = None
         self._act = jax.jit(self._batched_act)
 
-    def _batched_act(self, params, env_state, obs, mask, key):
-        return self.agent.act(params, self.env.observation(env_state, obs), mask, key)
+    def _batched_act(self, params, env_state, obs, mask, key, memory):
+        obs = self.env.observation(env_state, obs)
+        if self.recurrent:
+            return self.agent.act(params, obs, mask, key, memory)
+        return self.agent.act(params, obs, mask, key), None
 
-    def __call__(self, obs: Any, key: jax.Array | None = None, mask: jax.Array | None = None) -> jax.Array:
+    def reset(self) -> None:
+        """Forgets the memory (a recurrent policy): the next call begins new episodes."""
+        self.memory = None
+
+    def __call__(self, obs: Any, key: jax.Array | None = None, mask: jax.Array | None = None,
+                 reset: Any = None) -> jax.Array:
         space = spaces.tree_spaces(self.observation_space)[0]
         leaf = jnp.asarray(jax.tree.leaves(obs)[0])
         single = leaf.ndim == len(space.shape)
@@ -47,7 +62,15 @@ class Policy:
         batch = jax.tree.leaves(obs)[0].shape[:1]
         if mask is None:
             mask = jnp.broadcast_to(spaces.no_mask(self.action_space), batch + spaces.mask_shape(self.action_space))
-        action = self._act(self.params, self.env_state, obs, mask, key)
+        memory = None
+        if self.recurrent:
+            memory = self.memory
+            if memory is None or jax.tree.leaves(memory)[0].shape[0] != batch[0]:
+                memory = self.agent.initial_memory(batch[0])
+            if reset is not None:
+                fresh = jnp.atleast_1d(jnp.asarray(reset, bool))
+                memory = jax.tree.map(lambda m: jnp.where(fresh[:, None], 0.0, m), memory)
+        action, self.memory = self._act(self.params, self.env_state, obs, mask, key, memory)
         return action[0] if single else action
 
 

@@ -6,6 +6,13 @@
 
 Discrete and multi-discrete (categoricals, with action masks) and continuous (diagonal Gaussian)
 actions. GAE bootstraps from `final_obs` on truncation and not on termination.
+
+`torso="gru"` or `"lstm"` gives the agent memory (PureJaxRL's ppo_rnn as a setting): a
+recurrent core after the feature torso, its state kept per env in the agent state and
+zeroed where an episode ends. A truncated step's V(final_obs) is valued with the state of
+the episode that ended; the rollout keeps each env's initial state and episode starts, and
+minibatches split the envs (whole sequences), so the loss recomputes exactly the states
+the rollout saw.
 The numbers in `PPOConfig` are traced leaves: `jax.vmap(train)(keys, configs)`
 over a stacked config trains a population of hyperparameters in one call.
 """
@@ -23,7 +30,7 @@ from pjrl_agents.common import (ConfigError, check_settings, clip_gradients, div
                                 require_positive, static, update_metrics, wrap_env)
 from pjrl_agents.common import make_train as _make_train
 from pjrl_agents.distributions import Categorical, DiagGaussian, MultiCategorical
-from pjrl_agents.networks import TORSOS, ActorCritic, choose_torso
+from pjrl_agents.networks import CELLS, TORSOS, ActorCritic, RecurrentActorCritic, choose_torso, zero_memory
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
 
@@ -48,7 +55,10 @@ class PPOConfig:
     activation: str = static("tanh")
     """tanh, relu, gelu or silu"""
     torso: str = static("auto")
-    """auto (a small CNN for MinAtar-like images, the Nature CNN for Atari-sized frames, else an MLP), mlp, cnn or nature"""
+    """auto (a small CNN for MinAtar-like images, the Nature CNN for Atari-sized frames, else an MLP), mlp, cnn or
+    nature; or gru or lstm: a recurrent core of memory_size after the automatic feature torso"""
+    memory_size: int = static(128)
+    """state size of the recurrent core (torso=gru or lstm)"""
     anneal_lr: bool = static(True)
     """decay the learning rate linearly to zero over training"""
     normalize_obs: bool = static(False)
@@ -127,16 +137,20 @@ def validate(config: PPOConfig, env: VecEnv | None = None) -> None:
                           f"(num_envs x num_steps = {config.steps_per_update})")
     if config.activation not in ("tanh", "relu", "gelu", "silu"):
         raise ConfigError(f"activation={config.activation!r}; use tanh, relu, gelu or silu")
-    if config.torso not in TORSOS:
-        raise ConfigError(f"torso={config.torso!r}; use {', '.join(TORSOS)}")
+    if config.torso not in TORSOS + CELLS:
+        raise ConfigError(f"torso={config.torso!r}; use {', '.join(TORSOS + CELLS)}")
+    if config.torso in CELLS and config.num_envs % config.num_minibatches:
+        ok = [d for d in divisors(config.num_envs) if d <= 64]
+        raise ConfigError(f"torso={config.torso} splits minibatches by env (whole sequences): num_minibatches="
+                          f"{config.num_minibatches} must divide num_envs={config.num_envs}; use one of {ok}")
     if env is not None:
         if env.num_envs != config.num_envs:
             raise ConfigError(f"num_envs={config.num_envs} but the env was made with {env.num_envs}")
         if not isinstance(env.action_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.Box)):
             raise ConfigError(f"PPO cannot act in {env.action_space}; it supports Discrete, MultiDiscrete "
                               "and Box actions")
-        torso = choose_torso(env.observation_space, config.torso)
-        if torso != "mlp":
+        torso = choose_torso(env.observation_space, "auto" if config.torso in CELLS else config.torso)
+        if torso != "mlp" and config.torso not in CELLS:
             leaves = spaces.tree_spaces(env.observation_space)
             if len(leaves) != 1 or len(leaves[0].shape) != 3:
                 raise ConfigError(f"torso={torso!r} needs one image observation (3 axes), got "
@@ -164,6 +178,9 @@ class PPOState(NamedTuple):
     episode_return: jax.Array  # () last mean return of finished episodes; NaN before the first ends
     episode_length: jax.Array  # ()
     config: PPOConfig  # numeric leaves may be traced
+    memory: Any = None  # (B, ...) recurrent state `obs` is seen with (zeroed at episode starts); None: no memory
+    next_memory: Any = None  # the state after seeing `obs`: for the next step, and for V(final_obs) if it ends
+    start: Any = None  # (B,) bool: `obs` begins an episode
 
 
 class Transition(NamedTuple):
@@ -176,6 +193,7 @@ class Transition(NamedTuple):
     reward: jax.Array  # (T, B)
     terminated: jax.Array  # (T, B) bool
     truncated: jax.Array  # (T, B) bool
+    start: Any = None  # (T, B) bool: obs begins an episode (recurrent only)
 
 
 class Batch(NamedTuple):
@@ -186,6 +204,8 @@ class Batch(NamedTuple):
     value: jax.Array  # (N,) behaviour value
     advantage: jax.Array  # (N,)
     target: jax.Array  # (N,) value target
+    memory: Any = None  # recurrent: (Bm, ...) each sequence's initial state; the leaves above are (T, Bm)
+    start: Any = None  # recurrent: (T, Bm) episode starts, where the state is zeroed
 
 
 # ---------------------------------------------------------------- pure maths
@@ -271,23 +291,44 @@ class PPO:
             self.dist, action_dim = MultiCategorical(space.nvec), int(sum(space.nvec))
         else:
             self.dist, action_dim = Categorical, space.n
-        torso = choose_torso(env.observation_space, config.torso)
-        self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous, torso)
+        self.recurrent = config.torso in CELLS
+        if self.recurrent:
+            torso = choose_torso(env.observation_space, "auto")
+            self.network = RecurrentActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous,
+                                                torso, config.torso, config.memory_size)
+        else:
+            torso = choose_torso(env.observation_space, config.torso)
+            self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous, torso)
         # the Gaussian acts on a flat vector; Box spaces of any shape get it reshaped
         self._env_action = (lambda a: a.reshape(a.shape[:1] + space.shape)) if continuous else (lambda a: a)
         self.optimizer = optax.scale_by_adam(eps=1e-5)
         self.num_updates = config.num_updates
         self.steps_per_update = config.steps_per_update
 
+    def initial_memory(self, num_envs: int) -> Any:
+        """The recurrent state of `num_envs` envs at an episode start; None for a feed-forward agent."""
+        return zero_memory(self.config.torso, (num_envs,), self.config.memory_size) if self.recurrent else None
+
+    def _apply(self, params, obs, memory):
+        """`(actor_out, value, next_memory)` for a batch of observations (next_memory None without memory)."""
+        if not self.recurrent:
+            return (*self.network.apply(params, obs), None)
+        memory, actor_out, value = self.network.apply(params, memory, obs)
+        return actor_out, value, memory
+
     def init(self, key: jax.Array, config: PPOConfig | None = None) -> PPOState:
         config = self.config if config is None else config
         key, net_key, reset_key = jax.random.split(key, 3)
-        params = self.network.init(net_key, spaces.zeros(self.env.observation_space, (1,)))
+        one = spaces.zeros(self.env.observation_space, (1,))
+        params = (self.network.init(net_key, self.initial_memory(1), one) if self.recurrent
+                  else self.network.init(net_key, one))
         env_state, ts = self.env.reset(self._per_device(reset_key))
-        actor_out, value = self.network.apply(params, ts.obs)
+        memory = self.initial_memory(self.env.num_envs)
+        actor_out, value, next_memory = self._apply(params, ts.obs, memory)
         none = jnp.full((), jnp.nan, jnp.float32)  # no episode has ended yet
+        start = jnp.ones((self.env.num_envs,), jnp.bool_) if self.recurrent else None
         return PPOState(params, self.optimizer.init(params), env_state, ts.obs, ts.action_mask, actor_out, value,
-                        key, jnp.zeros((), jnp.int32), none, none, config)
+                        key, jnp.zeros((), jnp.int32), none, none, config, memory, next_memory, start)
 
     def _env_step(self, state: PPOState, key: jax.Array):
         # SELECT ACTION (the network already ran on state.obs)
@@ -298,23 +339,46 @@ class PPO:
         # STEP ENV
         env_state, ts = self.env.step(state.env_state, self._env_action(action), step_key)
 
-        # EVALUATE the next and the pre-reset observations in one forward pass
+        # EVALUATE the next and the pre-reset observations in one forward pass. With memory, the next
+        # observation is seen with the state zeroed where an episode ended, the pre-reset one with the
+        # state of the episode that ended.
         n = self.env.num_envs
         both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ts.obs, ts.final_obs)
-        actor_out, values = self.network.apply(state.params, both)
+        ended = ts.terminated | ts.truncated
+        memory = None
+        if self.recurrent:
+            memory = jax.tree.map(lambda m: jnp.where(ended[:, None], 0.0, m), state.next_memory)
+            both_memory = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), memory, state.next_memory)
+        actor_out, values, next_memory = self._apply(state.params, both, both_memory if self.recurrent else None)
         actor_out = jax.tree.map(lambda x: x[:n], actor_out)
 
         transition = Transition(state.obs, state.mask, action, log_prob, state.value, values[n:],
-                                ts.reward, ts.terminated, ts.truncated)
+                                ts.reward, ts.terminated, ts.truncated, state.start)
         episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
         state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask,
                                actor_out=actor_out, value=values[:n])
+        if self.recurrent:
+            state = state._replace(memory=memory, next_memory=jax.tree.map(lambda x: x[:n], next_memory),
+                                   start=ended)
         return state, (transition, episode)
+
+    def _unroll(self, params, memory, start, obs):
+        """The network over a rollout's sequences as the rollout saw them: `obs` `(T, Bm, ...)` from
+        initial `memory`, zeroed where `start`; returns `(actor_out, value)`, each `(T, Bm, ...)`."""
+        def step(memory, x):
+            obs_t, start_t = x
+            memory = jax.tree.map(lambda m: jnp.where(start_t[:, None], 0.0, m), memory)
+            memory, actor_out, value = self.network.apply(params, memory, obs_t)
+            return memory, (actor_out, value)
+
+        return jax.lax.scan(step, memory, (obs, start))[1]
 
     def _minibatch_step(self, carry, batch: Batch, lr, hp: PPOConfig):
         params, opt_state = carry
+        apply = (lambda p, obs: self._unroll(p, batch.memory, batch.start, obs)) if self.recurrent \
+            else self.network.apply
         grads, metrics = jax.grad(ppo_loss, has_aux=True)(
-            params, self.network.apply, self.dist, batch, hp.clip_eps, hp.vf_coef, hp.ent_coef, self.axis_name)
+            params, apply, self.dist, batch, hp.clip_eps, hp.vf_coef, hp.ent_coef, self.axis_name)
         if self.axis_name is not None:  # one agent over the mesh: average every device's gradient
             grads = jax.lax.pmean(grads, self.axis_name)
         grads = clip_gradients(grads, hp.max_grad_norm)
@@ -330,6 +394,7 @@ class PPO:
         hp, sizes = state.config, self.config
         key, rollout_key, shuffle_key = jax.random.split(state.key, 3)
         rollout_key, shuffle_key = self._per_device(rollout_key), self._per_device(shuffle_key)
+        first_memory = state.memory  # each env's state at the rollout's first step (recurrent)
 
         # COLLECT TRAJECTORIES
         state, (traj, episode) = jax.lax.scan(
@@ -338,16 +403,18 @@ class PPO:
         # CALCULATE ADVANTAGE
         advantages, targets = compute_gae(traj.reward, traj.value, traj.next_value, traj.terminated,
                                           traj.truncated, hp.gamma, hp.gae_lambda)
-        flat = Batch(traj.obs, traj.mask, traj.action, traj.log_prob, traj.value, advantages, targets)
-        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), flat)
+        batch = Batch(traj.obs, traj.mask, traj.action, traj.log_prob, traj.value, advantages, targets)
 
         # UPDATE NETWORK
         lr = learning_rate(hp.lr, state.update, self.num_updates, sizes.anneal_lr)
-        mb = sizes.num_minibatches
+
+        if self.recurrent:
+            batch = batch._replace(memory=first_memory, start=traj.start)
+        else:
+            batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
 
         def epoch(carry, key):
-            perm = jax.random.permutation(key, sizes.steps_per_update)
-            minibatches = jax.tree.map(lambda x: jnp.take(x, perm, 0).reshape((mb, -1) + x.shape[1:]), flat)
+            minibatches = self._minibatches(batch, key)
             return jax.lax.scan(lambda c, b: self._minibatch_step(c, b, lr, hp), carry, minibatches)
 
         (params, opt_state), losses = jax.lax.scan(
@@ -357,10 +424,31 @@ class PPO:
         metrics, ep_return, ep_length = update_metrics(losses, episode, state.episode_return, state.episode_length,
                                                        self.axis_name)
         # the value of the observation the next rollout starts from, under the new params
-        actor_out, value = self.network.apply(params, state.obs)
+        actor_out, value, next_memory = self._apply(params, state.obs, state.memory)
         state = state._replace(params=params, opt_state=opt_state, actor_out=actor_out, value=value, key=key,
-                               update=state.update + 1, episode_return=ep_return, episode_length=ep_length)
+                               update=state.update + 1, episode_return=ep_return, episode_length=ep_length,
+                               next_memory=next_memory)
         return state, metrics
+
+    def _minibatches(self, batch: Batch, key: jax.Array) -> Batch:
+        """One epoch's minibatches, leaves `(num_minibatches, ...)`, in a random order.
+
+        Feed-forward: shuffled transitions of the flat `(N, ...)` batch. Recurrent: the envs are
+        shuffled and split, so each minibatch holds whole sequences `(T, Bm, ...)` with each
+        sequence's initial memory `(Bm, ...)`.
+        """
+        mb = self.config.num_minibatches
+        if not self.recurrent:
+            perm = jax.random.permutation(key, self.config.steps_per_update)
+            return jax.tree.map(lambda x: jnp.take(x, perm, 0).reshape((mb, -1) + x.shape[1:]), batch)
+        perm = jax.random.permutation(key, self.env.num_envs)
+
+        def split(x, axis):  # env axis `axis` -> (mb, ..., B / mb at `axis`, ...)
+            x = jnp.moveaxis(jnp.take(x, perm, axis), axis, 0)
+            return jnp.moveaxis(x.reshape((mb, -1) + x.shape[1:]), 1, axis + 1)
+
+        minibatches = jax.tree.map(lambda x: split(x, 1), batch._replace(memory=None))
+        return minibatches._replace(memory=jax.tree.map(lambda x: split(x, 0), batch.memory))
 
     def _per_device(self, key: jax.Array) -> jax.Array:
         """`key` itself on one device; under a mesh axis, a different key on each device."""
@@ -368,12 +456,16 @@ class PPO:
             return key
         return jax.random.fold_in(key, jax.lax.axis_index(self.axis_name))
 
-    def act(self, params, obs, mask, key=None):
-        """The policy's action for a batch of observations: sampled with `key`, else the mode."""
-        actor_out, _ = self.network.apply(params, obs)
-        if key is None:
-            return self._env_action(self.dist.mode(actor_out, mask))
-        return self._env_action(self.dist.sample(key, actor_out, mask))
+    def act(self, params, obs, mask, key=None, memory=None):
+        """The policy's action for a batch of observations: sampled with `key`, else the mode.
+
+        A recurrent agent takes its `memory` (from `initial_memory`, zeroed by the caller where an
+        episode begins) and returns `(action, memory)`.
+        """
+        actor_out, _, memory = self._apply(params, obs, memory)
+        action = self.dist.mode(actor_out, mask) if key is None else self.dist.sample(key, actor_out, mask)
+        action = self._env_action(action)
+        return (action, memory) if self.recurrent else action
 
 
 def make_train(config: PPOConfig, env: VecEnv):

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
+from pjrl_agents import evaluate
 
 DEFAULT_MAX_STEPS = 1000
 
@@ -21,9 +22,7 @@ DEFAULT_MAX_STEPS = 1000
 def episode_states(agent, params, trained_env_state, key, max_steps: int):
     """Env 0's states (leaves `(T, 1, ...)`) through one deterministic episode, and its length T."""
     env = agent.env
-
-    def policy(obs, mask, key):
-        return agent.act(params, obs, mask, None)
+    policy, memory = evaluate.agent_policy(agent, params, deterministic=True)
 
     def record(before, action, after, ts):
         return jax.tree.map(lambda x: x[:1], before), ts.terminated[0] | ts.truncated[0]
@@ -32,8 +31,8 @@ def episode_states(agent, params, trained_env_state, key, max_steps: int):
     def run(key):
         reset_key, key = jax.random.split(key)
         state, ts = env.reset(reset_key)
-        start = (env.carry_statistics(state, trained_env_state), ts)
-        return pjrl_envs.rollout(env, policy, key, max_steps, start=start, record=record)[1]
+        start = (env.carry_statistics(state, trained_env_state), ts) + (() if memory is None else (memory,))
+        return pjrl_envs.rollout(env, policy, key, max_steps, start=start, record=record, memory=memory)[1]
 
     states, done = jax.device_get(run(key))
     length = int(np.argmax(done)) + 1 if done.any() else max_steps

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
@@ -26,26 +27,39 @@ def _timestep(state_before, action, state_after, ts: TimeStep) -> TimeStep:
 
 
 def rollout(env: VecEnv, policy: Policy, key: jax.Array, num_steps: int,
-            start: tuple[Any, TimeStep] | None = None,
-            record: Record | None = None) -> tuple[tuple[Any, TimeStep], Any]:
+            start: tuple | None = None, record: Record | None = None, memory: Any = None) -> tuple[tuple, Any]:
     """Runs `policy` in `env` for `num_steps` steps; pure and jittable.
 
     `start` is a `(state, timestep)` to continue from; without it the env is
     reset with a key split off `key`. `record` picks what is kept per step (by
     default the step's `TimeStep`). Returns `((state, timestep), records)`: where
     the rollout stopped, and the records with leaves `(num_steps, ...)`.
+
+    A policy with memory (a recurrent one) passes its initial `memory` (leaves
+    `(num_envs, ...)`); it is then called `policy(obs, mask, key, memory) ->
+    (action, memory)`, each env's memory is zeroed after a step that ends its
+    episode, and `start` and the returned carry are `(state, timestep, memory)`.
     """
     if start is None:
         reset_key, key = jax.random.split(key)
         start = env.reset(reset_key)
+        if memory is not None:
+            start = (*start, memory)
     record = record or _timestep
 
     def step(carry, step_key):
-        state, ts = carry
+        state, ts = carry[:2]
         act_key, env_key = jax.random.split(step_key)
-        action = policy(ts.obs, ts.action_mask, act_key)
+        if memory is None:
+            action = policy(ts.obs, ts.action_mask, act_key)
+        else:
+            action, mem = policy(ts.obs, ts.action_mask, act_key, carry[2])
         next_state, next_ts = env.step(state, action, env_key)
-        return (next_state, next_ts), record(state, action, next_state, next_ts)
+        out = (next_state, next_ts)
+        if memory is not None:
+            ended = next_ts.terminated | next_ts.truncated
+            out += (jax.tree.map(lambda m: jnp.where(ended.reshape(ended.shape + (1,) * (m.ndim - 1)), 0, m), mem),)
+        return out, record(state, action, next_state, next_ts)
 
     return jax.lax.scan(step, start, jax.random.split(key, num_steps))
 
