@@ -308,6 +308,37 @@ class FlattenObservation(VecEnvWrapper):
         return self._flat(self.env.observation(state, obs))
 
 
+class SelectObservation(VecEnvWrapper):
+    """Keeps only the entries `indices` of a vector observation (its last axis): a partially observed
+    version of a fully observed env, e.g. CartPole's positions without their velocities (0, 2)."""
+
+    def __init__(self, env: VecEnv, indices):
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+            raise ValueError(f"SelectObservation needs a vector (1-axis Box) observation, not {space}")
+        self.indices = np.asarray(indices, np.int32)
+        if self.indices.size == 0 or self.indices.min() < 0 or self.indices.max() >= space.shape[0]:
+            raise ValueError(f"indices {list(indices)} must lie in 0..{space.shape[0] - 1}")
+        low, high = _bounds(space)
+        low, high = np.broadcast_to(low, space.shape), np.broadcast_to(high, space.shape)
+        self.observation_space = spaces.Box(low[self.indices], high[self.indices], (self.indices.size,), space.dtype)
+
+    def _apply(self, ts):
+        return ts._replace(obs=ts.obs[..., self.indices], final_obs=ts.final_obs[..., self.indices])
+
+    def reset(self, key):
+        state, ts = self.env.reset(key)
+        return state, self._apply(ts)
+
+    def step(self, state, action, key):
+        state, ts = self.env.step(state, action, key)
+        return state, self._apply(ts)
+
+    def observation(self, state, obs):
+        return self.env.observation(state, obs)[..., self.indices]
+
+
 def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(space, spaces.Box):
         return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
