@@ -156,3 +156,30 @@ def test_a_pixel_env_trains_evaluates_and_resumes_with_memory(tmp_path, capsys):
     assert first.shape == (3,) and policy.memory is not None
     policy(ts.obs, reset=np.array([True, False, False]))
     assert np.all(np.asarray(policy.memory[0])[0] != 0)  # recomputed from zero, then stepped
+
+
+def test_sigkill_then_resume_of_a_recurrent_run_matches_the_uninterrupted_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    train = [sys.executable, "-m", "pjrl_agents.cli", "train", "--quiet", "--no-tensorboard", "--eval-episodes", "0",
+             "--set", "torso=gru", "--set", "memory_size=16", "--total-timesteps", "20480", "--num-seeds", "2",
+             "--checkpoint-every", "4"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert subprocess.run(train + ["--out", str(whole)], capture_output=True, timeout=600).returncode == 0
+    proc = subprocess.Popen(train + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not [p for p in (killed / "checkpoints").glob("*") if p.name.isdigit()] and time.time() < deadline:
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it was killed"
+    res = subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--resume", str(killed), "--quiet"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    a = json.loads((killed / "summary.json").read_text())
+    b = json.loads((whole / "summary.json").read_text())
+    assert a["resumed_from_update"] > 0
+    np.testing.assert_allclose(a["final_return_per_seed"], b["final_return_per_seed"], rtol=1e-5)
