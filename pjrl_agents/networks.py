@@ -212,11 +212,12 @@ def zero_memory(cell: str, batch: tuple, size: int) -> Any:
 
 
 class RecurrentActorCritic(nn.Module):
-    """A feature torso (a CNN for images as in `ActorCritic`, else the flattened observation and one dense
-    layer of `memory_size`), a GRU or LSTM core of `memory_size`, then separate actor and critic MLPs.
+    """A feature torso (a CNN for images as in `ActorCritic`, else the flattened observation) and one dense
+    layer of `memory_size`, a GRU or LSTM core of `memory_size`, then separate actor and critic MLPs.
 
-    One step: `(memory, obs) -> (memory, actor_out, value)`, with `obs` `(B, ...)`
-    and `memory` as `zero_memory` makes it; the caller zeroes memory at episode starts.
+    One step: `(memory, obs) -> (memory, actor_out, value)`, with `obs` `(B, ...)` and `memory`
+    as `zero_memory` makes it; the caller zeroes memory at episode starts. Over a sequence, `embed`
+    and `heads` take any leading axes, so only `core` need run step by step.
     """
 
     action_dim: int
@@ -227,24 +228,44 @@ class RecurrentActorCritic(nn.Module):
     cell: str = "gru"
     memory_size: int = 128
 
-    @nn.compact
-    def __call__(self, memory, obs):
-        act = _ACTIVATIONS[self.activation]
+    def setup(self):
         if self.torso in _TORSO_MODULES:
-            x = _TORSO_MODULES[self.torso](name="conv_torso")(obs)
-        else:
-            x = flatten_obs(obs)
-        x = act(nn.Dense(self.memory_size, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0),
-                         name="embedding")(x))
+            self.conv_torso = _TORSO_MODULES[self.torso]()
+        self.embedding = nn.Dense(self.memory_size, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))
         # the recurrent kernels get this module's orthogonal init: flax's default (QR) deadlocks vmapped on CPU
         cell = nn.OptimizedLSTMCell if self.cell == "lstm" else nn.GRUCell
-        memory, x = cell(self.memory_size, recurrent_kernel_init=orthogonal(1.0), name="core")(memory, x)
-        actor = MLP(self.hidden_sizes, self.activation, name="actor_torso")(x)
-        actor = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0),
-                         name="actor_head")(actor)
-        critic = MLP(self.hidden_sizes, self.activation, name="critic_torso")(x)
-        value = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0), name="critic_head")(critic)
+        self.core_cell = cell(self.memory_size, recurrent_kernel_init=orthogonal(1.0))
+        self.actor_torso = MLP(self.hidden_sizes, self.activation)
+        self.actor_head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0))
+        self.critic_torso = MLP(self.hidden_sizes, self.activation)
+        self.critic_head = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))
         if self.continuous:
-            log_std = self.param("log_std", constant(0.0), (self.action_dim,))
-            actor = (actor, jnp.broadcast_to(log_std, actor.shape))
-        return memory, actor, value[..., 0]
+            self.log_std = self.param("log_std", constant(0.0), (self.action_dim,))
+
+    def embed(self, obs, batch_ndim: int = 1):
+        """`(..., memory_size)` features of observations with `batch_ndim` leading axes."""
+        lead = jax.tree.leaves(obs)[0].shape[:batch_ndim]
+        if self.torso in _TORSO_MODULES:
+            flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[batch_ndim:]), obs)
+            x = self.conv_torso(flat)
+            x = x.reshape(lead + x.shape[1:])
+        else:
+            x = flatten_obs(obs, batch_ndim)
+        return _ACTIVATIONS[self.activation](self.embedding(x))
+
+    def core(self, memory, x):
+        """One step of the recurrent core: `(memory, x (B, memory_size)) -> (memory, y)`."""
+        return self.core_cell(memory, x)
+
+    def heads(self, y):
+        """`(actor_out, value)` from the core's outputs `(..., memory_size)`."""
+        actor = self.actor_head(self.actor_torso(y))
+        value = self.critic_head(self.critic_torso(y))[..., 0]
+        if self.continuous:
+            actor = (actor, jnp.broadcast_to(self.log_std, actor.shape))
+        return actor, value
+
+    def __call__(self, memory, obs):
+        memory, y = self.core(memory, self.embed(obs))
+        actor, value = self.heads(y)
+        return memory, actor, value

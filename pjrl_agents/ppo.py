@@ -364,14 +364,19 @@ class PPO:
 
     def _unroll(self, params, memory, start, obs):
         """The network over a rollout's sequences as the rollout saw them: `obs` `(T, Bm, ...)` from
-        initial `memory`, zeroed where `start`; returns `(actor_out, value)`, each `(T, Bm, ...)`."""
-        def step(memory, x):
-            obs_t, start_t = x
-            memory = jax.tree.map(lambda m: jnp.where(start_t[:, None], 0.0, m), memory)
-            memory, actor_out, value = self.network.apply(params, memory, obs_t)
-            return memory, (actor_out, value)
+        initial `memory`, zeroed where `start`; returns `(actor_out, value)`, each `(T, Bm, ...)`.
+        Only the recurrent core runs step by step; the torso and heads see the whole batch at once."""
+        net = self.network
+        x = net.apply(params, obs, 2, method=net.embed)
+        core = {"params": {"core_cell": params["params"]["core_cell"]}}  # all the scan needs
 
-        return jax.lax.scan(step, memory, (obs, start))[1]
+        def step(memory, inputs):
+            x_t, start_t = inputs
+            memory = jax.tree.map(lambda m: jnp.where(start_t[:, None], 0.0, m), memory)
+            return net.apply(core, memory, x_t, method=net.core)
+
+        _, y = jax.lax.scan(step, memory, (x, start))
+        return net.apply(params, y, method=net.heads)
 
     def _minibatch_step(self, carry, batch: Batch, lr, hp: PPOConfig):
         params, opt_state = carry
