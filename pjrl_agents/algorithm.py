@@ -43,7 +43,12 @@ class Agent(Protocol):
         """One update: new state and a dict of scalar metrics (`episode_return` among them)."""
 
     def act(self, params: Any, obs: Any, mask: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Actions for a batch of observations: sampled with `key`, the greedy ones without."""
+        """Actions for a batch of observations: sampled with `key`, the greedy ones without.
+
+        An agent with memory also has `initial_memory(num_envs)` and `recurrent = True`; its
+        `act(params, obs, mask, key, memory)` returns `(action, memory)`, and whoever steps it
+        zeroes each env's memory where an episode ends (`pjrl_envs.rollout(..., memory=)` does).
+        """
 
 
 @dataclasses.dataclass(frozen=True)
