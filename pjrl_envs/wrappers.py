@@ -276,25 +276,14 @@ class ClipAction(VecEnvWrapper):
         return self.env.step(state, jnp.clip(action, self._low, self._high), key)
 
 
-class FlattenObservation(VecEnvWrapper):
-    """Flattens every observation leaf and concatenates them into one float32 vector."""
+class ObservationWrapper(VecEnvWrapper):
+    """Changes every observation (`obs`, `final_obs`, and `observation()`) by `self.map(obs)`."""
 
-    def __init__(self, env: VecEnv):
-        super().__init__(env)
-        self._leaf_spaces = spaces.tree_spaces(env.observation_space)
-        low = np.concatenate([_bounds(s)[0].ravel() for s in self._leaf_spaces])
-        high = np.concatenate([_bounds(s)[1].ravel() for s in self._leaf_spaces])
-        self.observation_space = spaces.Box(low, high, low.shape, jnp.float32)
-
-    def _flat(self, obs):
-        """Each leaf's space-shaped trailing dims flattened, leading (batch) axes kept."""
-        def one(x, space):
-            lead = x.shape[:x.ndim - len(space.shape)]
-            return x.reshape(lead + (-1,)).astype(jnp.float32)
-        return jnp.concatenate([one(x, s) for x, s in zip(jax.tree.leaves(obs), self._leaf_spaces)], axis=-1)
+    def map(self, obs):
+        raise NotImplementedError
 
     def _apply(self, ts):
-        return ts._replace(obs=self._flat(ts.obs), final_obs=self._flat(ts.final_obs))
+        return ts._replace(obs=self.map(ts.obs), final_obs=self.map(ts.final_obs))
 
     def reset(self, key):
         state, ts = self.env.reset(key)
@@ -305,10 +294,28 @@ class FlattenObservation(VecEnvWrapper):
         return state, self._apply(ts)
 
     def observation(self, state, obs):
-        return self._flat(self.env.observation(state, obs))
+        return self.map(self.env.observation(state, obs))
 
 
-class SelectObservation(VecEnvWrapper):
+class FlattenObservation(ObservationWrapper):
+    """Flattens every observation leaf and concatenates them into one float32 vector."""
+
+    def __init__(self, env: VecEnv):
+        super().__init__(env)
+        self._leaf_spaces = spaces.tree_spaces(env.observation_space)
+        low = np.concatenate([_bounds(s)[0].ravel() for s in self._leaf_spaces])
+        high = np.concatenate([_bounds(s)[1].ravel() for s in self._leaf_spaces])
+        self.observation_space = spaces.Box(low, high, low.shape, jnp.float32)
+
+    def map(self, obs):
+        """Each leaf's space-shaped trailing dims flattened, leading (batch) axes kept."""
+        def one(x, space):
+            lead = x.shape[:x.ndim - len(space.shape)]
+            return x.reshape(lead + (-1,)).astype(jnp.float32)
+        return jnp.concatenate([one(x, s) for x, s in zip(jax.tree.leaves(obs), self._leaf_spaces)], axis=-1)
+
+
+class SelectObservation(ObservationWrapper):
     """Keeps only the entries `indices` of a vector observation (its last axis): a partially observed
     version of a fully observed env, e.g. CartPole's positions without their velocities (0, 2)."""
 
@@ -324,19 +331,8 @@ class SelectObservation(VecEnvWrapper):
         low, high = np.broadcast_to(low, space.shape), np.broadcast_to(high, space.shape)
         self.observation_space = spaces.Box(low[self.indices], high[self.indices], (self.indices.size,), space.dtype)
 
-    def _apply(self, ts):
-        return ts._replace(obs=ts.obs[..., self.indices], final_obs=ts.final_obs[..., self.indices])
-
-    def reset(self, key):
-        state, ts = self.env.reset(key)
-        return state, self._apply(ts)
-
-    def step(self, state, action, key):
-        state, ts = self.env.step(state, action, key)
-        return state, self._apply(ts)
-
-    def observation(self, state, obs):
-        return self.env.observation(state, obs)[..., self.indices]
+    def map(self, obs):
+        return obs[..., self.indices]
 
 
 def _bounds(space) -> tuple[np.ndarray, np.ndarray]:
