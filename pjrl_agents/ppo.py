@@ -368,14 +368,36 @@ class PPO:
         Only the recurrent core runs step by step; the torso and heads see the whole batch at once."""
         net = self.network
         x = net.apply(params, obs, 2, method=net.embed)
-        core = {"params": {"core_cell": params["params"]["core_cell"]}}  # all the scan needs
+        cell = params["params"]["core_cell"]
+        if self.config.torso == "gru":
+            # flax's GRUCell, computed as one input projection of the whole sequence outside the loop
+            # and one fused recurrent matmul inside it
+            size = self.config.memory_size
+            w_x = jnp.concatenate([cell[k]["kernel"] for k in ("ir", "iz", "in")], axis=1)
+            b_x = jnp.concatenate([cell[k]["bias"] for k in ("ir", "iz", "in")])
+            w_h = jnp.concatenate([cell[k]["kernel"] for k in ("hr", "hz", "hn")], axis=1)
+            b_hn = cell["hn"]["bias"]
+            xs = (x @ w_x + b_x, start)
 
-        def step(memory, inputs):
-            x_t, start_t = inputs
-            memory = jax.tree.map(lambda m: jnp.where(start_t[:, None], 0.0, m), memory)
-            return net.apply(core, memory, x_t, method=net.core)
+            def step(h, inputs):
+                gx, start_t = inputs
+                h = jnp.where(start_t[:, None], 0.0, h)
+                gh = h @ w_h
+                r = jax.nn.sigmoid(gx[:, :size] + gh[:, :size])
+                z = jax.nn.sigmoid(gx[:, size:2 * size] + gh[:, size:2 * size])
+                n = jnp.tanh(gx[:, 2 * size:] + r * (gh[:, 2 * size:] + b_hn))
+                h = (1.0 - z) * n + z * h
+                return h, h
+        else:
+            core = {"params": {"core_cell": cell}}  # all the scan needs
+            xs = (x, start)
 
-        _, y = jax.lax.scan(step, memory, (x, start))
+            def step(memory, inputs):
+                x_t, start_t = inputs
+                memory = jax.tree.map(lambda m: jnp.where(start_t[:, None], 0.0, m), memory)
+                return net.apply(core, memory, x_t, method=net.core)
+
+        _, y = jax.lax.scan(step, memory, xs)
         return net.apply(params, y, method=net.heads)
 
     def _minibatch_step(self, carry, batch: Batch, lr, hp: PPOConfig):
