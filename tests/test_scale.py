@@ -76,6 +76,13 @@ for d in (4, 2, 1):  # one and two seeds per device
 s = runner.train(RunSpec(settings=dict(total_timesteps=98304, num_envs=64, num_steps=32, lr=3e-3), num_seeds=1,
                          devices=4, chunks=8), out=f"{out}/envs_on_4", progress=None)
 res["learned"] = {k: s[k] for k in ("final_return_mean", "total_timesteps", "num_updates")}
+rnn = dict(small, torso="gru", memory_size=16)  # recurrent PPO: seeds over 2 devices, one seed's envs over 4
+for d in (2, 1):
+    runner.train(RunSpec(settings=rnn, num_seeds=4, seed=7, devices=d, eval_episodes=0), out=f"{out}/rnn_seeds_on_{d}",
+                 progress=None)
+s = runner.train(RunSpec(settings=dict(rnn, num_envs=16, total_timesteps=16 * 64 * 4), devices=4, eval_episodes=2),
+                 out=f"{out}/rnn_envs_on_4", progress=None)
+res["rnn_envs"] = {k: s[k] for k in ("status", "num_updates", "final_greedy_return_mean")}
 print(json.dumps(res))
 """
 
@@ -108,6 +115,15 @@ def test_seeds_sharded_over_devices_equal_one_device(four_devices, devices):
     returns = sharded["episode_return"][:, -1]
     assert len(set(np.round(returns, 3))) == 4 and returns.min() > 5, returns
     assert json.loads((out / f"seeds_on_{devices}" / "summary.json").read_text())["total_timesteps"] == 4 * 64 * 8
+
+
+def test_recurrent_ppo_shards_seeds_and_envs(four_devices):
+    out, res = four_devices
+    sharded, single = _curves(out / "rnn_seeds_on_2"), _curves(out / "rnn_seeds_on_1")
+    for k in sharded:
+        np.testing.assert_allclose(sharded[k], single[k], rtol=1e-4, atol=1e-4, err_msg=k)
+    assert res["rnn_envs"]["status"] == "finished" and res["rnn_envs"]["num_updates"] == 4
+    assert res["rnn_envs"]["final_greedy_return_mean"] > 5
 
 
 def test_one_seed_with_envs_split_over_four_devices_learns(four_devices):
