@@ -1,4 +1,4 @@
-"""The `pjrl` command line: `train`, `eval`, `plot`, `envs`, `algos`.
+"""The `pjrl` command line: `train`, `eval`, `compare`, `plot`, `envs`, `algos`.
 
 `pjrl train`'s flags are generated from the dataclasses that declare them: the
 run's (`experiment.RunSpec`) and the chosen algorithm's config, each flag's
@@ -16,10 +16,14 @@ import json
 import sys
 import textwrap
 import typing
+from pathlib import Path
+
+import numpy as np
 
 from pjrl_agents.common import ConfigError, kind
 
-RUN_FLAGS = ("env", "algo", "num_seeds", "seed", "chunks", "checkpoint_every", "eval_episodes", "tensorboard",
+RUN_FLAGS = ("env", "algo", "num_seeds", "seed", "chunks", "checkpoint_every", "eval_episodes", "eval_every",
+             "tensorboard",
              "devices")
 """RunSpec fields that are flags as they are; settings, env_options, sweep and wandb have flags of their own"""
 
@@ -286,29 +290,121 @@ def _cmd_algos(args) -> int:
 
 def _cmd_eval(args) -> int:
     from pjrl_agents import evaluate, render
-    from pjrl_agents.experiment import load
+    from pjrl_agents.experiment import build, read_run
     if args.episodes < 1:
         raise ConfigError(f"--episodes {args.episodes}: evaluate at least 1 episode")
-    ex, state = load(args.run_dir, warn=lambda line: print(f"pjrl: {line}", file=sys.stderr))
+    if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
+        raise ConfigError(f"--seed {args.seed}: give a whole number from 0 to {2**32 - 1:,}")
+    chosen = args.member is not None or args.seed_index is not None
+    if chosen and not args.render:
+        raise ConfigError("--member and --seed-index choose the episode --render draws; pjrl eval evaluates every "
+                          "member and seed of the run without them")
+    spec = read_run(args.run_dir)
+    ex = build(spec, for_restore=True)
+    member, seed_index = args.member or 0, args.seed_index or 0
+    if args.render and not (0 <= member < len(ex.members) and 0 <= seed_index < spec.num_seeds):
+        raise ConfigError(f"--member {member} --seed-index {seed_index}: the run has {len(ex.members)} "
+                          f"member(s) x {spec.num_seeds} seed(s), numbered from 0")
     if args.render:
         ex.env.check_render(args.render)  # before the evaluation, which takes a while
-    row = ex.row(state, args.member, args.seed_index)
-    for result in evaluate.evaluate(ex.agent, row.params, row.env_state, args.seed, args.episodes):
-        kind = "deterministic" if result["deterministic"] else "stochastic"
-        print(f"{kind:13s} return {result['return_mean']:.2f} +- {result['return_std']:.2f} "
-              f"over {result['episodes']} episodes (mean length {result['length_mean']:.1f})")
+    update, state = ex.restore(args.run_dir, warn=lambda line: print(f"pjrl: {line}", file=sys.stderr))
+    rows = [ex.row(state, m, i) for m in range(len(ex.members)) for i in range(spec.num_seeds)]
+    params, env_states = (_stack([getattr(r, part) for r in rows]) for part in ("params", "env_state"))
+    seed = spec.seed if args.seed is None else args.seed
+    keys = evaluate.eval_keys(seed, spec.num_seeds)
+    keys = keys[np.tile(np.arange(spec.num_seeds), len(ex.members))]
+    results = evaluate.evaluate_runs(ex.agent, params, env_states, keys, args.episodes)
+    report = evaluation_report(ex, update, seed, args.episodes, results)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "eval.json"
+    try:
+        out.write_text(json.dumps(report, indent=2))
+    except OSError as e:
+        raise ConfigError(f"--out {out}: {e.strerror or e}") from None
+    for member in report["members"]:
+        if len(report["members"]) > 1:
+            print(f"member {member['member']} {member['settings']}:")
+        for name in evaluate.POLICIES:
+            r = member[name]
+            seeds = r["per_seed"]["return_mean"]
+            spread = f" (seeds {min(seeds):.2f} to {max(seeds):.2f})" if len(seeds) > 1 else ""
+            print(f"{name:10s} return {r['return_mean']:.2f}{spread} over {report['protocol']['episodes_per_seed']} "
+                  f"episodes per seed x {len(seeds)} seed(s) (mean length {r['length_mean']:.1f})")
+    print(f"wrote {out} (checkpoint at update {update}, evaluation seed {seed})")
     if args.render:
-        steps = render.render(ex.agent, row.params, row.env_state, args.render, seed=args.seed)
+        row = ex.row(state, member, seed_index)
+        steps = render.render(ex.agent, row.params, row.env_state, args.render, seed=seed)
         print(f"rendered one deterministic episode ({steps} steps) to {args.render}")
     return 0
+
+
+def _stack(trees: list):
+    """Pytrees stacked on a new leading axis (numpy on the host)."""
+    import jax
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def evaluation_report(ex, update: int, seed: int, episodes: int, results: dict) -> dict:
+    """eval.json: the protocol and, per sweep member and policy, the mean over seeds and each seed's figures."""
+    from pjrl_agents import evaluate
+    spec, n = ex.spec, ex.spec.num_seeds
+    first = next(iter(results.values()))["returns"]
+    members = []
+    for m, settings in enumerate(ex.members):
+        entry = {"member": m, "settings": settings}
+        for name, result in results.items():
+            part = slice(m * n, (m + 1) * n)
+            per_seed = evaluate.summarise(result["returns"][part], result["lengths"][part])
+            entry[name] = {"return_mean": _finite_mean(per_seed["return_mean"]),
+                           "length_mean": _finite_mean(per_seed["length_mean"]),
+                           "per_seed": per_seed,
+                           "returns": [[None if not np.isfinite(x) else float(x) for x in row]
+                                       for row in result["returns"][part]]}
+        members.append(entry)
+    return {"env": spec.env, "algo": spec.algo, "update": update, "step": update * ex.steps_per_update,
+            "num_seeds": n,
+            "protocol": {"policies": list(results), "episodes_asked": episodes, "episodes_per_seed": first.shape[1],
+                         "num_envs": ex.env.num_envs, "episodes_per_env": first.shape[1] // ex.env.num_envs,
+                         "eval_seed": seed, "training_seed": spec.seed,
+                         "keys": f"seed i plays envs from fold_in(fold_in(PRNGKey({seed}), {evaluate.EVAL_STREAM:#x}),"
+                                 f" i); training keys are split(PRNGKey({spec.seed}), {n})",
+                         "episodes": "each env's first episodes_per_env episodes"},
+            "members": members}
+
+
+def _finite_mean(values: list[float]) -> float | None:
+    kept = [v for v in values if np.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
 
 
 def _cmd_plot(args) -> int:
     from pjrl_agents.plot import plot
     try:
-        print(plot(args.run_dirs, args.out, args.metric))
+        print(plot(args.run_dirs, args.out, args.metric, args.smooth, args.aggregate, args.confidence))
     except (FileNotFoundError, KeyError, ValueError) as e:
         raise ConfigError(str(e).strip("'\"")) from None
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from pjrl_agents import compare
+    references = compare.parse_references(args.reference)
+    if args.plot:
+        from pjrl_agents.plot import check_suffix
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        try:
+            check_suffix(plt.figure(), args.plot)
+        except ValueError as e:
+            raise ConfigError(str(e).replace("--out", "--plot")) from None
+    groups = compare.compare(args.run_dirs, args.by, args.score, references, args.reps, args.confidence, args.seed)
+    print(compare.table(groups, args.confidence, markdown=args.markdown))
+    sources = sorted({s for g in groups for s in g.sources})
+    print(f"\nscores: {'; '.join(sources)}; {args.confidence * 100:g}% stratified-bootstrap CIs over seeds "
+          f"({args.reps} resamples)" + ("; optimality gap: below the target, in units of target - random"
+                                        if any("optimality_gap" in g.estimates for g in groups) else ""))
+    if args.plot:
+        print(compare.plot(groups, args.plot, args.confidence, args.reps, args.seed))
     return 0
 
 
@@ -318,22 +414,50 @@ def build_parser() -> argparse.ArgumentParser:
     # `train` parses its own flags (they depend on --algo and --env): see parse_train
     sub.add_parser("train", help="train an agent on a named env (default: PPO on gymnax:CartPole-v1)", add_help=False)
 
-    v = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
+    v = sub.add_parser("eval", help="evaluate every seed of a run's latest checkpoint, greedy and sampled, "
+                                    "to RUN/eval.json")
     v.add_argument("run_dir", help="a run directory written by pjrl train")
-    v.add_argument("--episodes", type=int, default=10, help="episodes per policy (default: 10)")
-    v.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and sampling (default: 0)")
-    v.add_argument("--member", type=int, default=0, help="which sweep member to evaluate (default: 0)")
-    v.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds to evaluate (default: 0)")
+    v.add_argument("--episodes", type=int, default=10,
+                   help="episodes per seed and policy, spread evenly over the run's envs (default: 10)")
+    v.add_argument("--seed", type=int, default=None,
+                   help="root of the evaluation keys, a stream apart from the training keys (default: the run's seed)")
+    v.add_argument("--out", default=None, metavar="FILE", help="where to write the results (default: RUN/eval.json)")
+    v.add_argument("--member", type=int, default=None, help="the sweep member --render draws (default: 0)")
+    v.add_argument("--seed-index", type=int, default=None, help="the seed --render draws (default: 0)")
     v.add_argument("--render", default=None, metavar="PATH",
-                   help="also draw one episode of the deterministic policy to PATH, in a format the env draws "
-                        "(brax envs to .html, gymnax envs to .gif)")
+                   help="also draw one episode of that seed's deterministic policy to PATH, in a format the env "
+                        "draws (brax envs to .html, gymnax envs to .gif)")
     v.set_defaults(func=_cmd_eval)
 
-    pl = sub.add_parser("plot", help="learning curves of runs to a PNG")
+    pl = sub.add_parser("plot", help="learning curves of runs to a PNG: smoothed, IQM over seeds with a CI band")
     pl.add_argument("run_dirs", nargs="+", help="run directories")
-    pl.add_argument("--out", default="curves.png", help="the PNG to write (default: curves.png)")
-    pl.add_argument("--metric", default="episode_return", help="a logged metric (default: episode_return)")
+    pl.add_argument("--out", default="curves.png", help="the image to write (default: curves.png)")
+    pl.add_argument("--metric", default="episode_return",
+                    help="logged metrics, comma-separated, one panel each; greedy_return and stochastic_return "
+                         "are the --eval-every evaluations (default: episode_return)")
+    pl.add_argument("--smooth", type=float, default=0.6,
+                    help="exponential moving average weight, as TensorBoard's; 0: none (default: 0.6)")
+    pl.add_argument("--aggregate", default="iqm", choices=("iqm", "mean"),
+                    help="the curve over seeds: interquartile mean or mean (default: iqm)")
+    pl.add_argument("--confidence", type=float, default=0.95, help="the band's bootstrap confidence (default: 0.95)")
     pl.set_defaults(func=_cmd_plot)
+
+    c = sub.add_parser("compare", help="runs side by side: mean, median, IQM and optimality gap over seeds, "
+                                       "with bootstrap confidence intervals")
+    c.add_argument("run_dirs", nargs="+", help="run directories")
+    c.add_argument("--by", default="member", choices=("member", "run", "algo", "env"),
+                   help="one row per sweep member of each run, per run, per algorithm or per env (default: member)")
+    c.add_argument("--score", default="greedy", choices=("greedy", "stochastic", "train"),
+                   help="each seed's score: the greedy or sampled policy's evaluation (eval.json, else the greedy "
+                        "evaluation at the end of training), or the training return (default: greedy)")
+    c.add_argument("--reference", action="append", default=[], metavar="ENV=RANDOM,TARGET",
+                   help="an env's random and target scores: normalise it, and give its optimality gap")
+    c.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    c.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals (default: 0.95)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    c.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    c.add_argument("--plot", default=None, metavar="PNG", help="also draw IQM with CIs and performance profiles")
+    c.set_defaults(func=_cmd_compare)
 
     e = sub.add_parser("envs", help="list env names, one LIB:NAME a line")
     e.add_argument("--library", default=None, help="only this library's envs")

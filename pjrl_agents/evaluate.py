@@ -1,16 +1,38 @@
-"""Evaluates a policy: the returns of a number of whole episodes, greedy and sampled.
+"""Evaluates policies: the returns of whole episodes, greedy and sampled, for one run or many at once.
 
-One rollout (`pjrl_envs.rollout`) serves here, in `render`, in the examples
-and in `check_env`; this module only counts the episodes it ends.
+The protocol (`evaluate_runs`, used by `pjrl eval`, the evaluation during
+training and the greedy evaluation when training ends): every run plays fresh
+envs reset from its own evaluation key, a stream kept apart from the training
+keys (`eval_keys`), carrying its own normaliser statistics; each of the `B`
+envs contributes its first `ceil(n / B)` episodes, so long episodes count as
+much as short ones; all runs step in one vmapped, jitted rollout. One rollout
+(`pjrl_envs.rollout`) serves here, in `render`, in the examples and in
+`check_env`; this module only counts the episodes it ends.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
+
+EVAL_STREAM = 0x6576616C
+"""folded into a run's root key to make its evaluation keys (the bytes of 'eval'); training never folds in"""
+
+POLICIES = ("greedy", "stochastic")
+
+
+def eval_keys(seed: int, num_seeds: int) -> jax.Array:
+    """The evaluation key of each of a run's `num_seeds` seeds: `fold_in(fold_in(PRNGKey(seed), EVAL_STREAM), i)`.
+
+    Training keys are `split(PRNGKey(seed), num_seeds)` and what the agent splits
+    from them; folding in is a different derivation, so the two streams never meet.
+    """
+    root = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM)
+    return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(num_seeds))
 
 
 def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episodes: int = 10, start: Any = None,
@@ -29,7 +51,8 @@ def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episod
         if memory is not None:
             start = (*start, memory)
     carry = start
-    run = _chunk_runner(env, policy, chunk, memory)
+    run = jax.jit(lambda carry, key: pjrl_envs.rollout(env, policy, key, chunk, start=carry, record=_ended,
+                                                        memory=memory))
     returns, lengths, steps = [], [], 0
     while len(returns) < num_episodes and steps < max_steps:
         key, chunk_key = jax.random.split(key)
@@ -41,33 +64,8 @@ def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episod
     return {"returns": np.asarray(returns[:num_episodes]), "lengths": np.asarray(lengths[:num_episodes])}
 
 
-def _chunk_runner(env, policy, chunk, memory=None):
-    def record(before, action, after, ts):
-        return ts.info["returned_episode"], ts.info["episode_return"], ts.info["episode_length"]
-
-    return jax.jit(lambda carry, key: pjrl_envs.rollout(env, policy, key, chunk, start=carry, record=record,
-                                                        memory=memory))
-
-
-def evaluate(agent, params, trained_env_state, seed: int = 0, num_episodes: int = 10) -> list[dict]:
-    """The greedy and the sampled policy of `agent` with `params`, each over `num_episodes` episodes.
-
-    Fresh envs from `seed`, carrying the normaliser statistics of `trained_env_state`
-    (one run's env state), so observations are scaled as in training.
-    """
-    env, results = agent.env, []
-    for deterministic in (True, False):
-        key, reset_key = jax.random.split(jax.random.PRNGKey(seed))
-        state, ts = jax.jit(env.reset)(reset_key)
-        policy, memory = agent_policy(agent, params, deterministic)
-        start = (env.carry_statistics(state, trained_env_state), ts) + (() if memory is None else (memory,))
-        out = episodes(env, policy, key, num_episodes, start=start, memory=memory)
-        ret, length = out["returns"], out["lengths"]
-        results.append({"episodes": int(ret.size), "deterministic": deterministic,
-                        "return_mean": float(ret.mean()) if ret.size else float("nan"),
-                        "return_std": float(ret.std()) if ret.size else float("nan"),
-                        "length_mean": float(length.mean()) if length.size else float("nan")})
-    return results
+def _ended(before, action, after, ts):
+    return ts.info["returned_episode"], ts.info["episode_return"], ts.info["episode_length"]
 
 
 def agent_policy(agent, params, deterministic: bool) -> tuple[Callable, Any]:
@@ -79,48 +77,108 @@ def agent_policy(agent, params, deterministic: bool) -> tuple[Callable, Any]:
     return (lambda obs, mask, key, mem: agent.act(params, obs, mask, None if deterministic else key, mem)), memory
 
 
+def evaluate_runs(agent, params: Any, env_states: Any, keys: jax.Array, num_episodes: int = 10,
+                  policies: tuple[str, ...] = POLICIES, chunk: int = 500,
+                  max_steps: int = 1_000_000) -> dict[str, dict[str, np.ndarray]]:
+    """Episodes of many runs' policies at once: `{policy: {"returns", "lengths"}}`, each `(runs, episodes)`.
+
+    `params`, `env_states` (the trained env states, for their normaliser
+    statistics) and `keys` carry a leading runs axis. Each run resets its envs
+    with `split(key)[1]` and steps on keys split from `split(key)[0]`, as
+    `episodes` does; each policy of `policies` ("greedy", "stochastic") plays the
+    same initial states. Each of the `B` envs contributes its first
+    `ceil(num_episodes / B)` episodes (in env order, then the order they ended);
+    an env that has not finished them within `max_steps` steps leaves NaN.
+    """
+    return Evaluator(agent, chunk)(params, env_states, keys, num_episodes, policies, max_steps)
+
+
+class Evaluator:
+    """`evaluate_runs` with its compiled rollouts kept, for evaluating the same agent again and again."""
+
+    def __init__(self, agent, chunk: int = 500):
+        self.agent, self.chunk = agent, chunk
+        env = agent.env
+        self.memory = memory = getattr(agent, "initial_memory", lambda n: None)(env.num_envs)
+
+        def first(trained, key):
+            key, reset_key = jax.random.split(key)
+            state, ts = env.reset(reset_key)
+            return (env.carry_statistics(state, trained), ts) + (() if memory is None else (memory,)), key
+
+        def runner(deterministic):
+            def one(p, c, k):
+                k, chunk_key = jax.random.split(k)
+                carry, records = pjrl_envs.rollout(env, agent_policy(agent, p, deterministic)[0], chunk_key, chunk,
+                                                   start=c, record=_ended, memory=memory)
+                return carry, records, k
+            return jax.jit(jax.vmap(one))
+
+        self.start = jax.jit(jax.vmap(first))
+        self.run = {name: runner(name == "greedy") for name in POLICIES}
+
+    def __call__(self, params: Any, env_states: Any, keys: jax.Array, num_episodes: int = 10,
+                 policies: tuple[str, ...] = POLICIES, max_steps: int = 1_000_000) -> dict[str, dict[str, np.ndarray]]:
+        unknown = set(policies) - set(POLICIES)
+        if unknown:
+            raise ValueError(f"policies {sorted(unknown)}: choose from {', '.join(POLICIES)}")
+        num_envs = self.agent.env.num_envs
+        per_env = -(-num_episodes // num_envs)
+        out = {}
+        for name in policies:
+            carry, run_keys = self.start(env_states, keys)
+            runs = run_keys.shape[0]
+            returns = np.full((runs, num_envs, per_env), np.nan)
+            lengths = np.full((runs, num_envs, per_env), np.nan)
+            seen, steps = np.zeros((runs, num_envs), np.int64), 0
+            while seen.min() < per_env and steps < max_steps:
+                carry, (done, ret, length), run_keys = self.run[name](params, carry, run_keys)
+                _keep_first(np.asarray(done), (np.asarray(ret), np.asarray(length)), (returns, lengths), seen)
+                steps += self.chunk * num_envs
+            out[name] = {"returns": returns.reshape(runs, -1), "lengths": lengths.reshape(runs, -1)}
+        return out
+
+
+def _keep_first(done: np.ndarray, values: tuple, into: tuple, seen: np.ndarray) -> None:
+    """Files each episode that ended in a chunk (`done (runs, T, B)`) into `into[i][run, env, k]`, its
+    env's k-th episode, while k is below `into`'s last size; `seen (runs, B)` counts episodes so far."""
+    run, t, b = np.nonzero(done)
+    order = np.lexsort((t, b, run))  # by run, then env, then time
+    run, t, b = run[order], t[order], b[order]
+    group = run * done.shape[2] + b
+    new = np.r_[True, group[1:] != group[:-1]] if group.size else np.zeros(0, bool)
+    first = np.maximum.accumulate(np.where(new, np.arange(group.size), 0))
+    k = np.arange(group.size) - first + seen[run, b]
+    keep = k < into[0].shape[2]
+    for source, target in zip(values, into):
+        target[run[keep], b[keep], k[keep]] = source[run[keep], t[keep], b[keep]]
+    np.add.at(seen, (run, b), 1)
+
+
+def summarise(returns: np.ndarray, lengths: np.ndarray) -> dict:
+    """Per-run means of `(runs, episodes)` arrays (NaN entries left out), as JSON-ready lists."""
+    return {"return_mean": _nanmean_rows(returns), "return_std": _nanstd_rows(returns),
+            "length_mean": _nanmean_rows(lengths), "episodes": np.isfinite(returns).sum(1).tolist()}
+
+
+def _nanmean_rows(x: np.ndarray) -> list[float]:
+    seen = np.isfinite(x)
+    return [float(np.mean(r[s])) if s.any() else float("nan") for r, s in zip(x, seen)]
+
+
+def _nanstd_rows(x: np.ndarray) -> list[float]:
+    seen = np.isfinite(x)
+    return [float(np.std(r[s])) if s.any() else float("nan") for r, s in zip(x, seen)]
+
+
 def greedy_returns(agent, params: Any, env_states: Any, seed: int = 0, num_episodes: int = 10,
                    chunk: int = 500, max_steps: int = 1_000_000) -> tuple[np.ndarray, int]:
-    """Mean return of the greedy policy, for each of many runs at once: `(returns (runs,), episodes each)`.
+    """Mean return of the greedy policy for each of many runs: `(returns (runs,), episodes each)`.
 
-    `params` and `env_states` carry a leading runs axis (as a trained state does);
-    every run plays fresh envs from `seed` with its own normaliser statistics, all
-    runs in one vmapped, jitted rollout. Each of the `B` envs contributes its first
-    `ceil(num_episodes / B)` episodes, so long episodes count as much as short
-    ones. A run whose envs have not all finished theirs within `max_steps` steps
-    is averaged over those that did (NaN if none did).
+    The runs are taken as seeds 0..runs-1 of a run rooted at `seed` (`eval_keys`);
+    see `evaluate_runs`. A run none of whose episodes ended within `max_steps` gets NaN.
     """
-    env = agent.env
-    runs, per_env = jax.tree.leaves(params)[0].shape[0], -(-num_episodes // env.num_envs)
-    key, reset_key = jax.random.split(jax.random.PRNGKey(seed))
-
-    memory = getattr(agent, "initial_memory", lambda n: None)(env.num_envs)
-
-    @jax.jit
-    def start(env_states):
-        state, ts = env.reset(reset_key)
-        first = lambda trained: (env.carry_statistics(state, trained), ts) + (() if memory is None else (memory,))
-        return jax.vmap(first)(env_states)
-
-    def record(before, action, after, ts):
-        return ts.info["returned_episode"], ts.info["episode_return"]
-
-    @jax.jit
-    def run(params, carry, key):
-        def one(p, c):
-            return pjrl_envs.rollout(env, agent_policy(agent, p, True)[0], key, chunk, start=c, record=record,
-                                     memory=memory)
-        return jax.vmap(one)(params, carry)
-
-    carry, steps = start(env_states), 0
-    returns = [[[] for _ in range(env.num_envs)] for _ in range(runs)]  # [run][env] -> its episodes, in order
-    while min(len(e) for r in returns for e in r) < per_env and steps < max_steps:
-        key, chunk_key = jax.random.split(key)
-        carry, (done, ret) = run(params, carry, chunk_key)
-        done, ret = np.asarray(done), np.asarray(ret)  # (runs, chunk, B)
-        for r in range(runs):
-            for b in range(env.num_envs):
-                returns[r][b] += ret[r, :, b][done[r, :, b]].tolist()
-        steps += chunk * env.num_envs
-    means = [np.mean(kept) if (kept := [x for e in r for x in e[:per_env]]) else np.nan for r in returns]
-    return np.asarray(means), per_env * env.num_envs
+    runs = jax.tree.leaves(params)[0].shape[0]
+    out = evaluate_runs(agent, params, env_states, eval_keys(seed, runs), num_episodes, ("greedy",), chunk,
+                        max_steps)["greedy"]
+    return np.asarray(_nanmean_rows(out["returns"])), out["returns"].shape[1]

@@ -52,8 +52,11 @@ class RunSpec:
     checkpoint_every: int = 0
     """checkpoint every N updates (0: only at the end; a final checkpoint is always written)"""
     eval_episodes: int = 10
-    """episodes of each run's greedy policy played when training ends (summary.json's
-    final_greedy_return_*); 0: none"""
+    """episodes per seed of the greedy policy played when training ends (summary.json's
+    final_greedy_return_*), and of each policy at every --eval-every; 0: none"""
+    eval_every: int = 0
+    """every N updates, evaluate every seed's greedy and stochastic policy on evaluation envs
+    (RUN/eval.jsonl, TensorBoard, W&B); 0: off"""
     tensorboard: bool = True
     """write TensorBoard event files under RUN/tb"""
     wandb: dict | None = None
@@ -216,11 +219,13 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     """
     for name, low, high in (("num_seeds", 1, MAX_SIZE), ("chunks", 1, MAX_SIZE), ("checkpoint_every", 0, MAX_SIZE),
                             ("eval_episodes", 0, 100_000),
-                            ("seed", 0, 2**32 - 1)):
+                            ("eval_every", 0, MAX_SIZE), ("seed", 0, 2**32 - 1)):
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise ConfigError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}"
                               + (" (keys are made from 32 bits of it)" if name == "seed" else ""))
+    if spec.eval_every and not spec.eval_episodes:
+        raise ConfigError(f"eval_every {spec.eval_every} evaluates nothing with eval_episodes 0: set --eval-episodes N")
     if spec.devices is not None and (not isinstance(spec.devices, int) or isinstance(spec.devices, bool)
                                      or spec.devices < 1):
         raise ConfigError(f"devices must be a whole number >= 1, got {spec.devices!r}")

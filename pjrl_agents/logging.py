@@ -153,10 +153,12 @@ class Console:
                    f"return {shown} | ETA {eta:6.1f}s")
 
 
-def read_metrics(run_dir: str | os.PathLike, damaged: list[int] | None = None) -> list[dict[str, Any]]:
-    """The rows of `run_dir/metrics.jsonl` (`null` read back as NaN). Lines that cannot be read (a write cut
-    off by a kill or a full disk) are left out; their line numbers are appended to `damaged`."""
-    path = Path(run_dir) / "metrics.jsonl"
+def read_metrics(run_dir: str | os.PathLike, damaged: list[int] | None = None,
+                 name: str = "metrics.jsonl") -> list[dict[str, Any]]:
+    """The rows of `run_dir/metrics.jsonl` (or of `name`, e.g. eval.jsonl; `null` read back as NaN). Lines
+    that cannot be read (a write cut off by a kill or a full disk) are left out; their line numbers are
+    appended to `damaged`."""
+    path = Path(run_dir) / name
     if not path.exists():
         return []
     rows = []

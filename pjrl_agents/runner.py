@@ -73,6 +73,7 @@ class Run:
         self.spec = dataclasses.replace(spec, settings=dataclasses.asdict(self.experiment.config),
                                         devices=self.experiment.plan.num_devices)
         self.writer = distributed.is_main_process()  # process 0 alone writes logs and checkpoints
+        self.evaluator = None
         # orbax writes a sharded state from every process together; a multi-process run keeps none
         self.checkpoints = jax.process_count() == 1
         if resume:
@@ -154,8 +155,9 @@ class Run:
             say(f"total_timesteps {planned:,} is {num_updates:,} updates of {ex.agent.steps_per_update:,} env steps: "
                 f"{num_updates * ex.agent.steps_per_update:,} steps per run")
         chunk_len = max(1, -(-num_updates // spec.chunks))
-        if spec.checkpoint_every:
-            chunk_len = min(chunk_len, spec.checkpoint_every)
+        for every in (spec.checkpoint_every, spec.eval_every):
+            if every:
+                chunk_len = min(chunk_len, every)
         cache_dir = enable_compilation_cache()
 
         # COMPILE (runs sharded over the plan's mesh; plain jit on one device). A stop asked for
@@ -188,10 +190,12 @@ class Run:
             if damaged:
                 say(f"metrics.jsonl: dropped {len(damaged)} damaged line(s) (lines {', '.join(map(str, damaged[:5]))})")
             _rewrite_metrics(self.out, history)
+            _drop_rows_after(self.out / "eval.jsonl", start)
         else:
             if self.resume:
                 say(f"{self.out} holds no checkpoint yet: training it from update 0")
                 _rewrite_metrics(self.out, [])
+                _drop_rows_after(self.out / "eval.jsonl", 0)
             start, state = 0, init(keys, configs)
         outputs = []
         if self.writer:
@@ -229,25 +233,30 @@ class Run:
         recorder = _Recorder(record)
         status, t0, done = "finished", time.perf_counter(), start
         last_saved, finished = (start if self.resume and start else None), None
-        every = spec.checkpoint_every
+        every, evals = spec.checkpoint_every, spec.eval_every
         try:
             while done < num_updates and not watch.diverged:
                 n = min(chunk_len, num_updates - done)
-                if every:
-                    n = min(n, every - done % every)
+                for boundary in (every, evals):
+                    if boundary:
+                        n = min(n, boundary - done % boundary)
                 state, metrics = chunk(state, done, done + n)  # dispatched; runs while the host goes on
                 if finished is not None:
                     jax.block_until_ready(finished[0])  # at most one chunk queued behind the running one
                     recorder.put(*finished)
                 finished, done = (metrics, done, n), done + n
-                if every and done % every == 0:
+                saving, evaluating = every and done % every == 0, evals and done % evals == 0
+                if saving or evaluating:
                     recorder.put(*finished)  # the logs reach the checkpoint before it is written
                     finished = None
                     recorder.wait()
                     if watch.diverged:
                         break
-                    checkpointer.save(done, state)
-                    last_saved = done
+                    if evaluating and self.writer and jax.process_count() == 1:
+                        self._evaluate_now(state, done, [o for o in outputs if not isinstance(o, sinks.FileSink)], say)
+                    if saving:
+                        checkpointer.save(done, state)
+                        last_saved = done
                 if stop.requested:
                     status = "interrupted"
                     break
@@ -273,8 +282,9 @@ class Run:
         if status == "finished" and spec.eval_episodes and jax.process_count() == 1:
             greedy, per_member = self._greedy(state, say)
             summary.update(greedy)
-            for member, value in zip(summary.get("members", []), per_member):
-                member["final_greedy_return_mean"] = value
+            for member, per_seed in zip(summary.get("members", []), per_member):
+                member["final_greedy_return_mean"] = _nanmean(per_seed)
+                member["final_greedy_return_per_seed"] = per_seed
         if watch.diverged:
             summary["diverged"] = {**watch.diverged, "last_finite_checkpoint": last_saved}
         if self.writer:
@@ -289,21 +299,55 @@ class Run:
                            f"seed {d['seed']}): lower lr or set max_grad_norm; {kept}; see {self.out}/summary.json")
         return {**summary, "out": str(self.out)}
 
-    def _greedy(self, state, say: Callable[[str], None]) -> tuple[dict, list[float]]:
-        """Each run's greedy policy over spec.eval_episodes fresh episodes: summary entries, and the mean
-        of each sweep member."""
+    def _evaluations(self, state, policies: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
+        """Every run's `policies` over spec.eval_episodes episodes per seed on its evaluation envs
+        (`evaluate.eval_keys`: seed i of every sweep member plays the same ones)."""
         spec, ex = self.spec, self.experiment
-        t0 = time.perf_counter()
         rows = np.arange(ex.num_runs) * ex.plan.env_share  # the first device's row of a run split over devices
         params, env_states = (jax.tree.map(lambda x: np.asarray(x)[rows], part)
                               for part in (state.params, state.env_state))
-        returns, episodes = evaluate.greedy_returns(ex.agent, params, env_states, spec.seed, spec.eval_episodes)
-        returns = returns.reshape(len(ex.members), spec.num_seeds)
+        keys = jnp.tile(evaluate.eval_keys(spec.seed, spec.num_seeds), (len(ex.members), 1))
+        if self.evaluator is None:
+            self.evaluator = evaluate.Evaluator(ex.agent)
+        return self.evaluator(params, env_states, keys, spec.eval_episodes, policies)
+
+    def _evaluate_now(self, state, update: int, outputs: list, say: Callable[[str], None]) -> None:
+        """The evaluation every --eval-every updates: rows to RUN/eval.jsonl and to TensorBoard and W&B."""
+        spec, ex = self.spec, self.experiment
+        out = self._evaluations(state, evaluate.POLICIES)
+        rows = []
+        for r in range(ex.num_runs):
+            row = {"member": r // spec.num_seeds, "seed": r % spec.num_seeds, "update": update,
+                   "step": update * ex.steps_per_update}
+            for name, result in out.items():
+                summary = evaluate.summarise(result["returns"][r:r + 1], result["lengths"][r:r + 1])
+                row[f"{name}_return"] = summary["return_mean"][0]
+                row[f"{name}_length"] = summary["length_mean"][0]
+            rows.append(row)
+        with open(self.out / "eval.jsonl", "a") as f:
+            for row in rows:
+                f.write(json.dumps(_strict_json(row)) + "\n")
+        for sink in outputs:
+            sink.log(rows + sinks.mean_rows(rows))
+        first = [row for row in rows if row["member"] == 0]
+        say(f"eval at step {update * ex.steps_per_update:,}: greedy return "
+            f"{_nanmean([r['greedy_return'] for r in first]):.2f}, stochastic "
+            f"{_nanmean([r['stochastic_return'] for r in first]):.2f} (mean over seeds)")
+
+    def _greedy(self, state, say: Callable[[str], None]) -> tuple[dict, list[list[float]]]:
+        """Each run's greedy policy over spec.eval_episodes fresh episodes: summary entries, and each
+        sweep member's per-seed returns."""
+        spec, ex = self.spec, self.experiment
+        t0 = time.perf_counter()
+        greedy = self._evaluations(state, ("greedy",))["greedy"]["returns"]
+        episodes = greedy.shape[1]
+        returns = np.asarray(evaluate.summarise(greedy, greedy)["return_mean"]).reshape(len(ex.members),
+                                                                                         spec.num_seeds)
         say(f"greedy policy: return {_nanmean(returns[0]):.2f} over {episodes} episodes per seed")
         out = {"final_greedy_return_mean": _nanmean(returns[0]),
                "final_greedy_return_per_seed": [float(x) for x in returns[0]],
                "greedy_episodes": episodes, "eval_s": round(time.perf_counter() - t0, 3)}
-        return out, [_nanmean(r) for r in returns]
+        return out, [[float(x) for x in r] for r in returns]
 
     def _summary(self, history, done, compile_s, run_s, start, cache_dir, status) -> dict:
         spec, ex = self.spec, self.experiment
@@ -475,6 +519,21 @@ def _rewrite_metrics(out: Path, rows: list[dict]) -> None:
         sink = sinks.FileSink(out)
         sink.log(rows)
         sink.close()
+
+
+def _drop_rows_after(path: Path, update: int) -> None:
+    """Drops the rows of a JSONL log (eval.jsonl) past the checkpoint a run resumes from, and damaged lines."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("update"), int) and row["update"] <= update:
+            kept.append(line + "\n")
+    path.write_text("".join(kept))
 
 
 def default_out(env: str, algo: str) -> Path:

@@ -142,13 +142,37 @@ def test_load_policy_greedy_returns_equal_evals(limited_run):
     ex, state = experiment.load(limited_run)
     row = ex.row(state, seed=0)
     policy = load_policy(limited_run, seed=0)
-    key = jax.random.PRNGKey(11)
-    by_eval = evaluate.evaluate(ex.agent, row.params, row.env_state, seed=11, num_episodes=12)[0]
+    key = evaluate.eval_keys(11, 1)
+    by_eval = evaluate.evaluate_runs(ex.agent, jax.tree.map(lambda x: x[None], row.params),
+                                     jax.tree.map(lambda x: x[None], row.env_state), key, 12, ("greedy",))
     raw = wrappers.EpisodeStatistics(pjrl_envs.make("gymnax:CartPole-v1", num_envs=ex.env.num_envs,
                                                    max_steps_in_episode=50))
-    by_policy = evaluate.episodes(raw, lambda obs, mask, k: policy(obs, mask=mask), key, 12)
-    assert by_policy["returns"].size == 12
-    np.testing.assert_allclose(by_policy["returns"].mean(), by_eval["return_mean"])
+    by_policy = evaluate.episodes(raw, lambda obs, mask, k: policy(obs, mask=mask), key[0], 100)
+    assert by_policy["returns"].size == 100
+    # evaluate_runs keeps each env's first episodes, episodes() all of them in the order they ended
+    np.testing.assert_allclose(np.sort(by_eval["greedy"]["returns"][0]), np.sort(by_policy["returns"][:12]))
+
+
+def test_evaluation_keys_are_apart_from_training_keys():
+    """No evaluation env starts from a key training uses: not the seeds' keys, nor what the agent splits
+    from them (PPO: 3 ways, DQN: 3 or 4), for roots 0..49 and 8 seeds."""
+    def split_keys(k):
+        return [k] + [s for n in (2, 3, 4) for s in jax.random.split(k, n)]
+
+    train, evals = set(), set()
+    for root in range(50):
+        for k in jax.random.split(jax.random.PRNGKey(root), 8):
+            train.update(tuple(np.asarray(s).tolist()) for s in split_keys(k))
+        for k in evaluate.eval_keys(root, 8):
+            evals.update(tuple(np.asarray(s).tolist()) for s in split_keys(k))
+    # split(k, n)[i] does not depend on n: each key and its first 4 splits, 5 distinct keys
+    assert len(evals) == len(train) == 50 * 8 * 5 and not train & evals
+    # and the first observations differ: seed 0's training envs vs its evaluation envs
+    env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=4)
+    config = ppo.default_config("gymnax:CartPole-v1", num_envs=4)
+    trained = ppo.PPO(config, env).init(jax.random.split(jax.random.PRNGKey(0), 1)[0])
+    _, ts = env.reset(jax.random.split(evaluate.eval_keys(0, 1)[0])[1])
+    assert not np.isclose(np.asarray(trained.obs), np.asarray(ts.obs)).any()
 
 
 def test_load_policy_applies_the_runs_normaliser(tmp_path):

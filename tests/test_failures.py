@@ -151,9 +151,10 @@ def jax_tree_map(f, tree):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--seed-index", "5"], ["seed 5", "1 seed"]),
-    (["--seed-index", "-3"], ["seed -3"]),
-    (["--member", "1"], ["member 1"]),
+    (["--seed-index", "5", "--render", "ep.gif"], ["seed-index 5", "1 seed"]),
+    (["--seed-index", "-3", "--render", "ep.gif"], ["seed-index -3"]),
+    (["--member", "1", "--render", "ep.gif"], ["member 1"]),
+    (["--member", "0"], ["--render", "every"]),
     (["--episodes", "0"], ["--episodes 0"]),
     (["--episodes", "-1"], ["--episodes -1"]),
 ])

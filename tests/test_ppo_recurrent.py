@@ -148,7 +148,7 @@ def test_a_pixel_env_trains_evaluates_and_resumes_with_memory(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and np.isfinite(summary["final_greedy_return_mean"])
     assert cli.main(["eval", str(out), "--episodes", "2"]) == 0
-    assert "deterministic" in capsys.readouterr().out
+    assert "greedy" in capsys.readouterr().out
     policy = load_policy(out)
     env = pjrl_envs.make("gymnax:Breakout-MinAtar", num_envs=3)
     _, ts = env.reset(jax.random.PRNGKey(0))

@@ -36,7 +36,7 @@ def _wait_for_checkpoint(out: Path, proc, timeout=240):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "whole"
-    res = _run(TRAIN + SMALL + ["--checkpoint-every", "2", "--out", str(out)])
+    res = _run(TRAIN + SMALL + ["--checkpoint-every", "2", "--eval-every", "20", "--out", str(out)])
     assert res.returncode == 0, res.stderr
     return out
 
@@ -62,7 +62,7 @@ def test_tensorboard_events_load_with_tensorboards_reader(uninterrupted):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(uninterrupted, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen(TRAIN + SMALL + ["--checkpoint-every", "2", "--out", str(out)],
+    proc = subprocess.Popen(TRAIN + SMALL + ["--checkpoint-every", "2", "--eval-every", "20", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(out, proc)
     proc.send_signal(signal.SIGKILL)
@@ -79,6 +79,14 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(uninterrupted, tmp_pat
         assert abs(a - b) <= 1e-3 * max(1.0, abs(b)), (resumed, whole)
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 80 * 2
+    # the evaluations every 20 updates: none lost or repeated by the kill, the same numbers
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (uninterrupted / "eval.jsonl").read_text().splitlines()]
+    assert [(r["update"], r["seed"]) for r in evals] == [(u, s) for u in (20, 40, 60, 80) for s in (0, 1)]
+    for a, b in zip(evals, expected):
+        assert a.keys() == b.keys() and a["step"] == b["step"]
+        for k in ("greedy_return", "stochastic_return"):
+            assert abs(a[k] - b[k]) <= 1e-3 * max(1.0, abs(b[k])), (a, b)
 
 
 def test_sigint_saves_a_final_checkpoint(tmp_path):
@@ -142,9 +150,22 @@ def test_wandb_offline(tmp_path):
 
 
 def test_eval_and_plot(uninterrupted, tmp_path, capsys):
-    assert cli.main(["eval", str(uninterrupted), "--episodes", "3"]) == 0
+    first, again = tmp_path / "eval.json", tmp_path / "again.json"
+    assert cli.main(["eval", str(uninterrupted), "--episodes", "6", "--out", str(first)]) == 0
     text = capsys.readouterr().out
-    assert "deterministic" in text and "stochastic" in text
+    assert "greedy" in text and "stochastic" in text and "2 seed(s)" in text
+    report = json.loads(first.read_text())
+    assert report["update"] == 80 and report["protocol"]["episodes_per_seed"] == 8  # 2 per env of 4
+    greedy = report["members"][0]["greedy"]
+    assert len(greedy["per_seed"]["return_mean"]) == 2 and len(greedy["returns"][1]) == 8
+    assert greedy["return_mean"] == pytest.approx(sum(greedy["per_seed"]["return_mean"]) / 2)
+    # evaluation is reproducible bit for bit
+    assert cli.main(["eval", str(uninterrupted), "--episodes", "6", "--out", str(again)]) == 0
+    assert again.read_bytes() == first.read_bytes()
+    # the evaluations during training went to eval.jsonl and TensorBoard
+    rows = [json.loads(line) for line in (uninterrupted / "eval.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [20, 20, 40, 40, 60, 60, 80, 80]
+    assert all(0 < r["greedy_return"] <= 500 and r["greedy_length"] == r["greedy_return"] for r in rows)
     png = tmp_path / "curves.png"
     assert cli.main(["plot", str(uninterrupted), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
