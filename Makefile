@@ -7,7 +7,7 @@ ARGS ?=
 # Test workers: one per core (XLA compiles single-threaded, so two workers use both cores).
 WORKERS ?= 2
 
-.PHONY: setup train test test-all bench lock clean
+.PHONY: setup train test test-all bench table lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=python3.x (3.10-3.11)"; exit 1; }
@@ -31,6 +31,10 @@ test-all: setup
 
 bench: setup
 	$(PY) benchmarks/ppo_gymnax.py --reference ../shared/reference/bench_purejaxrl.py
+
+# the README's results table: trains what is missing under runs/table, evaluates, rewrites the table
+table: setup
+	$(PY) benchmarks/table.py $(ARGS)
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^pjrl' > requirements.lock.new && mv requirements.lock.new requirements.lock

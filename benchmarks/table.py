@@ -1,6 +1,6 @@
 """The README's results table, rebuilt from the repository by one command.
 
-    python benchmarks/table.py                   # trains what is missing under runs/table, evaluates, writes README.md
+    make table                                   # trains what is missing under runs/table, evaluates, writes README.md
     python benchmarks/table.py --no-readme       # print the table only
     python benchmarks/table.py --random          # the random policy's returns (compare.REFERENCE_SCORES)
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     root = Path(args.dir)
     runs = []
     for env, algo, cpu, gpu in PAIRS:
-        out = root / budget / f"{env.replace(':', '-')}-{algo}"
+        out = root / budget / f"{algo}-{env.split(':', 1)[1]}"
         train_and_evaluate(out, env, algo, cpu if budget == "cpu" else gpu, SEEDS[budget], args.fresh)
         runs.append(out)
 
@@ -109,8 +109,8 @@ def main(argv=None) -> int:
         "",
         table,
         "",
-        f"Rebuild: `python benchmarks/table.py` (runs under `runs/table/{budget}`, then `pjrl compare --by run "
-        "--markdown`); " + footer.split("; ", 1)[1].rstrip(".") + ".",
+        f"Rebuild: `make table` (`benchmarks/table.py`: trains under `runs/table/{budget}`, runs `pjrl eval`, then "
+        "`pjrl compare --by run --markdown`); " + footer.removeprefix("scores: ").rstrip(".") + ".",
         MARKERS[1],
     ])
     print(block)

@@ -332,7 +332,8 @@ def _cmd_eval(args) -> int:
     print(f"wrote {out} (checkpoint at update {update}, evaluation seed {seed})")
     if args.render:
         row = ex.row(state, member, seed_index)
-        steps = render.render(ex.agent, row.params, row.env_state, args.render, seed=seed)
+        steps = render.render(ex.agent, row.params, row.env_state, args.render,
+                              key=evaluate.eval_keys(seed, spec.num_seeds)[seed_index])
         print(f"rendered one deterministic episode ({steps} steps) to {args.render}")
     return 0
 
@@ -401,8 +402,9 @@ def _cmd_compare(args) -> int:
     print(compare.table(groups, args.confidence, markdown=args.markdown))
     sources = sorted({s for g in groups for s in g.sources})
     print(f"\nscores: {'; '.join(sources)}; {args.confidence * 100:g}% stratified-bootstrap CIs over seeds "
-          f"({args.reps} resamples)" + ("; optimality gap: below the target, in units of target - random"
-                                        if any("optimality_gap" in g.estimates for g in groups) else ""))
+          f"({args.reps} resamples); median: over envs of each env's mean (one env: the mean)"
+          + ("; optimality gap: below the target, in units of target - random"
+             if any("optimality_gap" in g.estimates for g in groups) else ""))
     if args.plot:
         print(compare.plot(groups, args.plot, args.confidence, args.reps, args.seed))
     return 0

@@ -39,11 +39,12 @@ def episode_states(agent, params, trained_env_state, key, max_steps: int):
     return jax.tree.map(lambda x: x[:length], states), length
 
 
-def render(agent, params, trained_env_state, path: str | os.PathLike, seed: int = 0) -> int:
-    """Draws one deterministic episode to `path` in a format the env draws; returns its length in steps."""
+def render(agent, params, trained_env_state, path: str | os.PathLike, seed: int = 0, key: jax.Array | None = None) -> int:
+    """Draws one deterministic episode to `path` in a format the env draws; returns its length in steps.
+    The episode's envs come from `key` (default: `PRNGKey(seed)`)."""
     env = agent.env
     env.check_render(path)
-    states, length = episode_states(agent, params, trained_env_state, jax.random.PRNGKey(seed),
+    states, length = episode_states(agent, params, trained_env_state, jax.random.PRNGKey(seed) if key is None else key,
                                     env.max_episode_steps or DEFAULT_MAX_STEPS)
     env.render(states, path)
     return length
