@@ -320,11 +320,11 @@ def _cmd_eval(args) -> int:
         out.write_text(json.dumps(report, indent=2))
     except OSError as e:
         raise ConfigError(f"--out {out}: {e.strerror or e}") from None
-    for member in report["members"]:
+    for entry in report["members"]:
         if len(report["members"]) > 1:
-            print(f"member {member['member']} {member['settings']}:")
+            print(f"member {entry['member']} {entry['settings']}:")
         for name in evaluate.POLICIES:
-            r = member[name]
+            r = entry[name]
             seeds = r["per_seed"]["return_mean"]
             spread = f" (seeds {min(seeds):.2f} to {max(seeds):.2f})" if len(seeds) > 1 else ""
             print(f"{name:10s} return {r['return_mean']:.2f}{spread} over {report['protocol']['episodes_per_seed']} "

@@ -171,6 +171,20 @@ def _nanstd_rows(x: np.ndarray) -> list[float]:
     return [float(np.std(r[s])) if s.any() else float("nan") for r, s in zip(x, seen)]
 
 
+def evaluate(agent, params: Any, trained_env_state: Any, seed: int = 0, num_episodes: int = 10) -> list[dict]:
+    """The greedy and the sampled policy of one run (`params`, `trained_env_state` without a runs axis) under
+    the protocol, as seed 0 of a run rooted at `seed`: `[greedy, sampled]`, each `{"episodes",
+    "deterministic", "return_mean", "return_std", "length_mean"}`."""
+    one = lambda tree: jax.tree.map(lambda x: jnp.asarray(x)[None], tree)  # noqa: E731
+    out = evaluate_runs(agent, one(params), one(trained_env_state), eval_keys(seed, 1), num_episodes)
+    results = []
+    for name in POLICIES:
+        summary = summarise(out[name]["returns"], out[name]["lengths"])
+        results.append({"episodes": summary["episodes"][0], "deterministic": name == "greedy",
+                        **{k: summary[k][0] for k in ("return_mean", "return_std", "length_mean")}})
+    return results
+
+
 def greedy_returns(agent, params: Any, env_states: Any, seed: int = 0, num_episodes: int = 10,
                    chunk: int = 500, max_steps: int = 1_000_000) -> tuple[np.ndarray, int]:
     """Mean return of the greedy policy for each of many runs: `(returns (runs,), episodes each)`.

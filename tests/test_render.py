@@ -60,7 +60,7 @@ def test_rollout_is_one_whole_episode(cartpole):
 def test_bad_extension_is_a_one_line_error_before_evaluating(cartpole, tmp_path, capsys, monkeypatch, path):
     def never(*args, **kwargs):
         raise AssertionError("evaluated or rolled out before refusing --render")
-    monkeypatch.setattr(evaluate, "evaluate", never)
+    monkeypatch.setattr(evaluate, "evaluate_runs", never)
     monkeypatch.setattr(render, "episode_states", never)
     assert cli.main(["eval", str(cartpole), "--render", str(tmp_path / path)]) == 2
     captured = capsys.readouterr()
