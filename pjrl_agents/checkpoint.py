@@ -59,7 +59,8 @@ class Checkpointer:
 
     def save(self, update: int, state: Any) -> None:
         state = jax.tree.map(lambda x: None if np.size(x) == 0 else x, state)  # orbax refuses empty arrays
-        self._manager.save(int(update), args=self._ocp.args.StandardSave(state), force=True)
+        with _quiet("absl"):  # it warns when it removes the unfinished write of a killed run
+            self._manager.save(int(update), args=self._ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
 
     def latest(self) -> int | None:
@@ -82,6 +83,11 @@ class Checkpointer:
         step, reason = self.skipped[0]
         raise CheckpointError(f"no checkpoint of {self.directory.parent} can be read (the newest, {step}: {reason}); "
                               "they may be damaged or from different settings")
+
+    def reload(self) -> None:
+        """Reads the checkpoint directory again (after another process changed it)."""
+        with _quiet("absl"):
+            self._manager.reload()
 
     def set_aside_skipped(self) -> Path | None:
         """Moves the checkpoints the last restore passed over to `RUN/unreadable-checkpoints/` (kept, not

@@ -68,18 +68,24 @@ class Run:
 
     def __init__(self, spec: RunSpec, out: Path, resume: bool = False):
         self.out, self.resume = out, resume
-        self.experiment = build(spec)
+        try:
+            self.experiment = build(spec)
+        except ConfigError as e:
+            if not resume or not spec.devices or spec.devices == len(jax.devices()):
+                raise
+            raise ConfigError(f"{out} was trained over {spec.devices} devices and this run sees "
+                              f"{len(jax.devices())} ({jax.process_count()} process(es)); its checkpoints resume on "
+                              f"the layout they hold: start it with {spec.devices} devices in all (e.g. the same "
+                              f"--num-processes as before) ({e})") from None
         # run.json records every setting resolved and the device count used: `--config run.json` repeats the run
         self.spec = dataclasses.replace(spec, settings=dataclasses.asdict(self.experiment.config),
                                         devices=self.experiment.plan.num_devices)
-        self.writer = distributed.is_main_process()  # process 0 alone writes logs and checkpoints
+        self.writer = distributed.is_main_process()  # process 0 alone writes logs; checkpoints are written by all
         self.evaluator = None
-        # orbax writes a sharded state from every process together; a multi-process run keeps none
-        self.checkpoints = jax.process_count() == 1
         if resume:
             self._check_unchanged()
-        if self.writer:
-            self._prepare_directory()
+        # every process of a multi-process run uses process 0's directory, which all of them must see
+        self.out = distributed.shared_directory(self.out, self._prepare_directory if self.writer else None)
 
     # ------------------------------------------------------------ set-up, before compiling
 
@@ -137,7 +143,11 @@ class Run:
         try:
             with _StopFlag() as stop:
                 return self._train(progress, stop)
-        except OSError as e:
+        except Exception as e:
+            if distributed.peer_failed(e):
+                self._stop_for_peer(e)
+            if not isinstance(e, OSError):
+                raise
             if e.errno != errno.ENOSPC:
                 raise
             raise DiskFull(f"the disk is full ({e.filename or self.out}); the checkpoints and metrics written "
@@ -170,29 +180,36 @@ class Run:
         chunk = ex.plan.jit(_chunk_fn(ex.agent, chunk_len), in_axes=(0, None, None),
                             metrics=True).lower(state_shape, 0, 0).compile()
         compile_s = time.perf_counter() - t0
-        if stop.requested:
+        if distributed.any_process(stop.requested):
             raise Interrupted(f"stopped while compiling, before update 1; start it again with --resume {self.out}",
                               stop.signum)
 
         # START OR RESUME
         # a final checkpoint is always written (for eval and resume) where checkpoints are kept
-        checkpointer = Checkpointer(self.out) if self.writer and self.checkpoints else _NoCheckpoints()
+        # every process writes its shards of each checkpoint (orbax commits it once all have)
+        checkpointer = Checkpointer(self.out)
+        self.last_saved = None
         history: list[dict] = []
         if self.resume and has_checkpoint(self.out):
             start, state = checkpointer.restore(state_shape)
+            self.last_saved = start
             for step, why in checkpointer.skipped:
                 say(f"checkpoint {step} cannot be read ({why}); resuming from checkpoint {start}")
-            aside = checkpointer.set_aside_skipped()
+            aside = checkpointer.set_aside_skipped() if self.writer else None
+            if checkpointer.skipped and jax.process_count() > 1:
+                distributed.barrier("pjrl-set-aside")
+                checkpointer.reload()
             if aside:
                 say(f"the unreadable checkpoints are kept in {aside}")
             damaged = []
             history = [r for r in sinks.read_metrics(self.out, damaged) if r["update"] <= start]
             if damaged:
                 say(f"metrics.jsonl: dropped {len(damaged)} damaged line(s) (lines {', '.join(map(str, damaged[:5]))})")
-            _rewrite_metrics(self.out, history)
-            _drop_rows_after(self.out / "eval.jsonl", start)
+            if self.writer:
+                _rewrite_metrics(self.out, history)
+                _drop_rows_after(self.out / "eval.jsonl", start)
         else:
-            if self.resume:
+            if self.resume and self.writer:
                 say(f"{self.out} holds no checkpoint yet: training it from update 0")
                 _rewrite_metrics(self.out, [])
                 _drop_rows_after(self.out / "eval.jsonl", 0)
@@ -256,8 +273,8 @@ class Run:
                         self._evaluate_now(state, done, [o for o in outputs if not isinstance(o, sinks.FileSink)], say)
                     if saving:
                         checkpointer.save(done, state)
-                        last_saved = done
-                if stop.requested:
+                        last_saved = self.last_saved = done
+                if distributed.any_process(stop.requested):  # every process stops after the same chunk
                     status = "interrupted"
                     break
             if finished is not None:
@@ -269,7 +286,11 @@ class Run:
                 status = "diverged"
             elif last_saved != done:
                 checkpointer.save(done, state)
-                last_saved = done
+                last_saved = self.last_saved = done
+        except Exception as e:
+            if distributed.peer_failed(e):  # before the clean-up below, which would wait for the dead peer
+                self._stop_for_peer(e)
+            raise
         finally:
             recorder.close()
             for sink in outputs:
@@ -298,6 +319,14 @@ class Run:
             raise Diverged(f"diverged at update {d['update']} ({d['what']} not finite in member {d['member']} "
                            f"seed {d['seed']}): lower lr or set max_grad_norm; {kept}; see {self.out}/summary.json")
         return {**summary, "out": str(self.out)}
+
+    def _stop_for_peer(self, error: BaseException) -> None:
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        kept = (f"the last complete checkpoint is update {self.last_saved}" if getattr(self, "last_saved", None)
+                else "no checkpoint was complete yet")
+        distributed.stop_for_peer(f"process {jax.process_index()} stopped: another process of the run died or "
+                                  f"stopped answering ({first[:160]}); {kept}: start every process again with "
+                                  f"--resume {self.out}")
 
     def _evaluations(self, state, policies: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
         """Every run's `policies` over spec.eval_episodes episodes per seed on its evaluation envs
@@ -405,16 +434,6 @@ class _Recorder:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
-
-
-class _NoCheckpoints:
-    """Stands in for the Checkpointer in processes that do not write."""
-
-    def save(self, update, state):
-        pass
-
-    def close(self):
-        pass
 
 
 def _chunk_fn(agent, chunk_len: int):

@@ -6,9 +6,11 @@ subprocesses started with XLA_FLAGS=--xla_force_host_platform_device_count.
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -196,6 +198,128 @@ def test_train_then_eval_and_load_policy_on_two_devices(tmp_path):
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(json.loads(res.stdout.strip().splitlines()[-1])) == 3
+
+
+# ---------------------------------------------------------------- two processes that fail and resume
+
+TWO = ["--total-timesteps", "61440", "--num-seeds", "2", "--checkpoint-every", "10", "--quiet"]  # 120 updates
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _start_two(tmp_path, argv) -> list:
+    """Processes 0 and 1 of one run on localhost, each in its own working directory with one CPU device."""
+    port, procs = _free_port(), []
+    for i in range(2):
+        (tmp_path / f"p{i}").mkdir(exist_ok=True)
+        procs.append(subprocess.Popen([sys.executable, "-m", "pjrl_agents.cli", "train", *argv, "--coordinator",
+                                       f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+                                      cwd=tmp_path / f"p{i}", env=_env(1), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _finish(procs, timeout=300) -> list:
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+    return outs
+
+
+def _kill_after_first_checkpoint(out: Path, procs, which) -> float:
+    t0 = time.time()
+    while not (out / "checkpoints").is_dir() or not any(p.name.isdigit() for p in (out / "checkpoints").iterdir()):
+        assert all(p.poll() is None for p in procs) and time.time() - t0 < 240, "no checkpoint appeared"
+        time.sleep(0.05)
+    for i in which:
+        procs[i].send_signal(signal.SIGKILL)
+    return time.time()
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("two")
+    out = tmp / "whole"
+    outs = _finish(_start_two(tmp, TWO + ["--out", str(out)]))
+    for stdout, stderr in outs:
+        assert "Gloo" not in stdout + stderr  # the library's connection lines are filtered out
+    return out
+
+
+def test_two_processes_killed_then_resumed_equal_an_uninterrupted_run(two_process_run, tmp_path):
+    out = tmp_path / "killed"
+    procs = _start_two(tmp_path, TWO + ["--out", str(out)])
+    _kill_after_first_checkpoint(out, procs, (0, 1))
+    for p in procs:
+        p.wait(timeout=60)
+    assert not (out / "summary.json").exists(), "the run finished before it was killed"
+    # resuming on another layout is refused before compiling, naming the one the checkpoint holds
+    res = subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--resume", str(out)], env=_env(1),
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "trained over 2 devices" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    _finish(_start_two(tmp_path, ["--resume", str(out), "--quiet"]))
+    resumed = json.loads((out / "summary.json").read_text())
+    whole = json.loads((two_process_run / "summary.json").read_text())
+    assert resumed["resumed_from_update"] > 0 and resumed["total_timesteps"] == 61440
+    assert resumed["final_return_per_seed"] == whole["final_return_per_seed"]
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())[-1] == 120
+    # evaluated from one process that sees one device: the two processes' shards come back whole
+    res = subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "eval", str(out), "--episodes", "2", "--out",
+                          str(tmp_path / "eval.json")], env=_env(1), cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(json.loads((tmp_path / "eval.json").read_text())["members"][0]["greedy"]["per_seed"]["return_mean"]) == 2
+
+
+def test_when_one_process_dies_the_other_stops_in_one_line_and_both_resume(two_process_run, tmp_path):
+    out = tmp_path / "one"
+    procs = _start_two(tmp_path, TWO + ["--out", str(out)])
+    killed = _kill_after_first_checkpoint(out, procs, (1,))
+    _, err = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 1 and time.time() - killed < 60
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "another process of the run died" in lines[0] and "--resume" in lines[0], err
+    assert "Traceback" not in err and "Check failure" not in err
+    procs[1].wait(timeout=60)
+    _finish(_start_two(tmp_path, ["--resume", str(out), "--quiet"]))
+    resumed = json.loads((out / "summary.json").read_text())
+    whole = json.loads((two_process_run / "summary.json").read_text())
+    assert resumed["final_return_per_seed"] == whole["final_return_per_seed"]
+
+
+def test_a_process_that_cannot_see_the_run_directory_stops_every_process(tmp_path, monkeypatch):
+    """Process 1's side of the check: process 0 published a directory that is not on storage process 1 sees."""
+    from pjrl_agents import distributed
+    from pjrl_agents.common import ConfigError
+    store = {"pjrl/run_dir": f"ok\n{tmp_path / 'elsewhere'}\ntoken"}
+
+    class Client:
+        def key_value_set(self, key, value):
+            store[key] = value
+
+        def blocking_key_value_get(self, key, timeout_ms):
+            return store[key]
+
+    from jax._src.distributed import global_state
+    monkeypatch.setattr(global_state, "client", Client())
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    with pytest.raises(ConfigError, match="process 1 cannot see the run directory .*elsewhere.*storage all hosts mount"):
+        distributed.shared_directory(tmp_path / "mine")
+    assert store["pjrl/sees/1"] == "no"
+    # and where it sees process 0's token, it takes process 0's directory
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / ".shared").write_text("token")
+    assert distributed.shared_directory(tmp_path / "mine") == tmp_path / "elsewhere"
 
 
 # ---------------------------------------------------------------- in this process, no extra devices
