@@ -278,6 +278,12 @@ def test_two_processes_killed_then_resumed_equal_an_uninterrupted_run(two_proces
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(json.loads((tmp_path / "eval.json").read_text())["members"][0]["greedy"]["per_seed"]["return_mean"]) == 2
+    code = ("import json, sys, jax, pjrl_envs; from pjrl_agents import load_policy; p = load_policy(sys.argv[1], seed=1); "
+            "_, ts = pjrl_envs.make('gymnax:CartPole-v1', num_envs=3).reset(jax.random.PRNGKey(0)); "
+            "print(json.dumps(p(ts.obs).tolist()))")
+    res = subprocess.run([sys.executable, "-c", code, str(out)], env=_env(1), cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0 and len(json.loads(res.stdout.strip().splitlines()[-1])) == 3, res.stderr[-3000:]
 
 
 def test_when_one_process_dies_the_other_stops_in_one_line_and_both_resume(two_process_run, tmp_path):
