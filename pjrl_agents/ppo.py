@@ -239,11 +239,19 @@ def normalize_advantage(advantage, axis_name=None):
     return (advantage - mean) / (jnp.sqrt(var) + 1e-8)
 
 
-def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef, axis_name=None):
-    """Clipped surrogate + clipped value loss - entropy bonus. Returns `(loss, metrics)`.
+def clipped_surrogate(ratio, log_ratio, adv, clip_eps):
+    """PPO's per-sample objective (maximised): `min(r A, clip(r, 1 - eps, 1 + eps) A)`."""
+    return jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
 
-    `axis_name` (under `shard_map`) normalises advantages over the whole minibatch
-    that the devices on that mesh axis share.
+
+def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef, axis_name=None,
+             objective=None):
+    """Policy surrogate + clipped value loss - entropy bonus. Returns `(loss, metrics)`.
+
+    `objective(ratio, log_ratio, advantage)` is the per-sample policy objective to
+    maximise (default: PPO's clipped surrogate with `clip_eps`; DPO passes its
+    drift-penalised one). `axis_name` (under `shard_map`) normalises advantages over
+    the whole minibatch that the devices on that mesh axis share.
     """
     actor_out, value = apply_fn(params, batch.obs)
     log_prob = dist.log_prob(actor_out, batch.action, batch.mask)
@@ -256,7 +264,10 @@ def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef, 
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
     adv = normalize_advantage(batch.advantage, axis_name)
-    policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
+    if objective is None:
+        policy_loss = -clipped_surrogate(ratio, log_ratio, adv, clip_eps).mean()
+    else:
+        policy_loss = -objective(ratio, log_ratio, adv).mean()
 
     loss = policy_loss + vf_coef * value_loss - ent_coef * entropy
     metrics = {"loss": loss, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
@@ -400,12 +411,18 @@ class PPO:
         _, y = jax.lax.scan(step, memory, xs)
         return net.apply(params, y, method=net.heads)
 
+    def objective(self, hp: PPOConfig):
+        """The per-sample policy objective `(ratio, log_ratio, advantage) -> value` the loss maximises, with
+        its traced numbers from `hp`: the clipped surrogate here (subclasses such as DPO replace it)."""
+        return lambda ratio, log_ratio, adv: clipped_surrogate(ratio, log_ratio, adv, hp.clip_eps)
+
     def _minibatch_step(self, carry, batch: Batch, lr, hp: PPOConfig):
         params, opt_state = carry
         apply = (lambda p, obs: self._unroll(p, batch.memory, batch.start, obs)) if self.recurrent \
             else self.network.apply
         grads, metrics = jax.grad(ppo_loss, has_aux=True)(
-            params, apply, self.dist, batch, hp.clip_eps, hp.vf_coef, hp.ent_coef, self.axis_name)
+            params, apply, self.dist, batch, hp.clip_eps, hp.vf_coef, hp.ent_coef, self.axis_name,
+            self.objective(hp))
         if self.axis_name is not None:  # one agent over the mesh: average every device's gradient
             grads = jax.lax.pmean(grads, self.axis_name)
         grads = clip_gradients(grads, hp.max_grad_norm)
