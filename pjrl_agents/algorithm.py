@@ -70,6 +70,9 @@ class Algorithm:
     devices (gradients and statistics averaged over the axis)"""
     env_defaults: dict = dataclasses.field(default_factory=dict)
     """`{env name: {setting: value}}`, shown as the defaults in `pjrl train --env NAME --help`"""
+    ranges: dict = dataclasses.field(default_factory=dict)
+    """`{setting: "(0, inf)"}`: where each traced number must lie (population-based training keeps
+    perturbed settings inside)"""
 
 
 _registered: dict[str, Algorithm] = {}

@@ -1,4 +1,4 @@
-"""The `pjrl` command line: `train`, `eval`, `compare`, `plot`, `envs`, `algos`.
+"""The `pjrl` command line: `train`, `tune`, `eval`, `compare`, `plot`, `envs`, `algos`.
 
 `pjrl train`'s flags are generated from the dataclasses that declare them: the
 run's (`experiment.RunSpec`) and the chosen algorithm's config, each flag's
@@ -254,12 +254,19 @@ def _cmd_train(argv) -> int:
             raise ConfigError(f"--resume continues a run as it was asked for; drop {' '.join(rest)}")
         args.num_processes = None if args.num_processes is None else int(args.num_processes)
         args.process_id = None if args.process_id is None else int(args.process_id)
+    if not args.resume:
+        return _run_train(spec, args)
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # before JAX starts
-    progress = None if args.quiet else print
-    if args.resume:
-        summary = runner.resume(args.resume, progress=progress)
-    else:
-        summary = runner.train(spec, out=args.out, progress=progress)
+    return _report(runner.resume(args.resume, progress=None if args.quiet else print))
+
+
+def _run_train(spec, args) -> int:
+    from pjrl_agents import distributed, runner
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # before JAX starts
+    return _report(runner.train(spec, out=args.out, progress=None if args.quiet else print))
+
+
+def _report(summary: dict) -> int:
     brief = {k: summary[k] for k in ("env", "algo", "total_timesteps", "num_seeds", "final_return_mean",
                                      "final_greedy_return_mean", "compile_s", "run_s", "steps_per_s", "out")
              if k in summary}
@@ -267,8 +274,48 @@ def _cmd_train(argv) -> int:
         greedy = m.get("final_greedy_return_mean")
         print(f"  {m['settings']}: final_return_mean {m['final_return_mean']:.2f}"
               + (f", greedy {greedy:.2f}" if greedy is not None else ""))
+    if "pbt" in summary:
+        best = summary["pbt"]
+        print(f"  pbt: best member {best['best_member']} seed {best['best_seed']} (score {best['best_score']:.2f}) "
+              f"with {', '.join(f'{k}={v:.3g}' for k, v in best['best_settings'].items())}; "
+              f"pjrl train --config {summary['out']}/best.json trains it")
     print(json.dumps(brief))
     return 0
+
+
+def _cmd_tune(argv) -> int:
+    """`pjrl tune --method pbt [PBT options] [any pjrl train flag]`: train a population with PBT."""
+    from pjrl_agents.pbt import PBT
+    defaults = PBT()
+    p = _Parser(prog="pjrl tune", add_help=False)
+    p.add_argument("--method", choices=("pbt",), default="pbt")
+    p.add_argument("--pbt-every", type=_integer, default=defaults.every)
+    p.add_argument("--fraction", type=float, default=defaults.fraction)
+    p.add_argument("--perturb", default=",".join(defaults.perturb))
+    p.add_argument("--factors", default=",".join(map(str, defaults.factors)))
+    if any(a in ("-h", "--help") for a in argv):
+        print("usage: pjrl tune [--method pbt] [--pbt-every N] [--fraction F] [--perturb A,B] [--factors X,Y] "
+              "[pjrl train flags]\n\nPopulation-based training inside one compiled run: every run (each seed "
+              "of each --sweep member) is a member. Every N updates (default "
+              f"{defaults.every}) the worst F (default {defaults.fraction}) copy the parameters and optimiser "
+              "state of members drawn from the best F and multiply each --perturb setting (default "
+              f"{','.join(defaults.perturb)}) by one of --factors (default "
+              f"{','.join(map(str, defaults.factors))}). Writes RUN/pbt.jsonl (lineage), RUN/lineage.png and "
+              "RUN/best.json (pjrl train --config RUN/best.json trains the best member's settings). "
+              "See pjrl train --help for the other flags.")
+        return 0
+    args, rest = p.parse_known_args(argv)
+    try:
+        factors = tuple(float(v) for v in args.factors.replace(",", " ").split())
+    except ValueError:
+        raise ConfigError(f"--factors {args.factors!r}: give numbers, e.g. 0.8,1.25") from None
+    perturb = tuple(v.strip().replace("-", "_") for v in args.perturb.split(",") if v.strip())
+    if any(a == "--resume" or a.startswith("--resume=") for a in rest):
+        return _cmd_train(rest)  # the run's own run.json holds its PBT options
+    spec, train_args = parse_train(rest)
+    spec.pbt = {"every": args.pbt_every, "fraction": args.fraction, "perturb": list(perturb),
+                "factors": list(factors)}
+    return _run_train(spec, train_args)
 
 
 # ---------------------------------------------------------------- the other commands
@@ -415,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     # `train` parses its own flags (they depend on --algo and --env): see parse_train
     sub.add_parser("train", help="train an agent on a named env (default: PPO on gymnax:CartPole-v1)", add_help=False)
+    sub.add_parser("tune", help="population-based training in one compiled run (pjrl tune --help)", add_help=False)
 
     v = sub.add_parser("eval", help="evaluate every seed of a run's latest checkpoint, greedy and sampled, "
                                     "to RUN/eval.json")
@@ -482,6 +530,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     try:
         if not argv or argv[0] == "train" or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
             return _cmd_train(argv[1:] if argv and argv[0] == "train" else argv)
+        if argv[0] == "tune":
+            return _cmd_tune(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (ConfigError, UnknownEnvError, MissingLibraryError, CheckpointError, OptionError, RenderError) as e:

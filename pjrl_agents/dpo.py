@@ -83,4 +83,4 @@ def make_train(config: DPOConfig, env: VecEnv):
 
 
 ALGORITHM = Algorithm(name="dpo", config_class=DPOConfig, default_config=default_config, validate=validate,
-                      make_agent=DPO, splits_envs=True, env_defaults=ENV_DEFAULTS)
+                      make_agent=DPO, splits_envs=True, env_defaults=ENV_DEFAULTS, ranges=RANGES)

@@ -493,4 +493,4 @@ def make_train(config: DQNConfig, env: VecEnv):
 
 
 ALGORITHM = Algorithm(name="dqn", config_class=DQNConfig, default_config=default_config, validate=validate,
-                      make_agent=DQN, splits_envs=False, env_defaults=ENV_DEFAULTS)
+                      make_agent=DQN, splits_envs=False, env_defaults=ENV_DEFAULTS, ranges=RANGES)

@@ -57,6 +57,9 @@ class RunSpec:
     eval_every: int = 0
     """every N updates, evaluate every seed's greedy and stochastic policy on evaluation envs
     (RUN/eval.jsonl, TensorBoard, W&B); 0: off"""
+    pbt: dict | None = None
+    """population-based training over the run's members and seeds: {"every", "fraction", "perturb",
+    "factors"} (pjrl_agents.pbt.PBT); None: off"""
     tensorboard: bool = True
     """write TensorBoard event files under RUN/tb"""
     wandb: dict | None = None
@@ -240,6 +243,15 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
                                         algorithm.splits_envs)
     else:
         plan = distributed.plan(spec.devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs)
+    if spec.pbt is not None:
+        from pjrl_agents.pbt import PBT
+        if not isinstance(spec.pbt, dict):
+            raise ConfigError(f"pbt must be a mapping of options (every, fraction, perturb, factors), "
+                              f"not {spec.pbt!r}")
+        PBT.from_dict(spec.pbt).check(config, len(members) * spec.num_seeds, algorithm.ranges)
+        if plan.env_share > 1:
+            raise ConfigError("population-based training needs whole runs per device: train at least as many "
+                              "seeds as devices (or --devices 1)")
     local = plan.local(config)
     if plan.env_share > 1:
         try:

@@ -518,4 +518,4 @@ def make_train(config: PPOConfig, env: VecEnv):
 
 
 ALGORITHM = Algorithm(name="ppo", config_class=PPOConfig, default_config=default_config, validate=validate,
-                      make_agent=PPO, splits_envs=True, env_defaults=ENV_DEFAULTS)
+                      make_agent=PPO, splits_envs=True, env_defaults=ENV_DEFAULTS, ranges=RANGES)

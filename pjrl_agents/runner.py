@@ -24,12 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pjrl_agents import distributed, evaluate
+from pjrl_agents import distributed, evaluate, pbt
 from pjrl_agents import logging as sinks
 from pjrl_agents.checkpoint import Checkpointer, RunLock, has_checkpoint
 from pjrl_agents.checkpoint import steps as checkpoint_steps
 from pjrl_agents.common import ConfigError
 from pjrl_agents.experiment import RunSpec, build, final_returns, read_run
+from pjrl_agents.pbt import PBT
+
+PBT_STREAM = 0x706274  # 'pbt': folded into the run's root key for the exploit/explore draws
 
 MIN_FREE_BYTES = 64 << 20
 EPISODE_METRICS = ("episode_return", "episode_length", "episodes")
@@ -81,7 +84,7 @@ class Run:
         self.spec = dataclasses.replace(spec, settings=dataclasses.asdict(self.experiment.config),
                                         devices=self.experiment.plan.num_devices)
         self.writer = distributed.is_main_process()  # process 0 alone writes logs; checkpoints are written by all
-        self.evaluator = None
+        self.evaluator = self._pbt_step = None
         if resume:
             self._check_unchanged()
         # every process of a multi-process run uses process 0's directory, which all of them must see
@@ -165,7 +168,8 @@ class Run:
             say(f"total_timesteps {planned:,} is {num_updates:,} updates of {ex.agent.steps_per_update:,} env steps: "
                 f"{num_updates * ex.agent.steps_per_update:,} steps per run")
         chunk_len = max(1, -(-num_updates // spec.chunks))
-        for every in (spec.checkpoint_every, spec.eval_every):
+        population = PBT.from_dict(spec.pbt) if spec.pbt is not None else None
+        for every in (spec.checkpoint_every, spec.eval_every, population and population.every):
             if every:
                 chunk_len = min(chunk_len, every)
         cache_dir = enable_compilation_cache()
@@ -208,11 +212,13 @@ class Run:
             if self.writer:
                 _rewrite_metrics(self.out, history)
                 _drop_rows_after(self.out / "eval.jsonl", start)
+                _drop_rows_after(self.out / "pbt.jsonl", start)
         else:
             if self.resume and self.writer:
                 say(f"{self.out} holds no checkpoint yet: training it from update 0")
                 _rewrite_metrics(self.out, [])
                 _drop_rows_after(self.out / "eval.jsonl", 0)
+                _drop_rows_after(self.out / "pbt.jsonl", 0)
             start, state = 0, init(keys, configs)
         outputs = []
         if self.writer:
@@ -251,10 +257,11 @@ class Run:
         status, t0, done = "finished", time.perf_counter(), start
         last_saved, finished = (start if self.resume and start else None), None
         every, evals = spec.checkpoint_every, spec.eval_every
+        exploit = population.every if population else 0
         try:
             while done < num_updates and not watch.diverged:
                 n = min(chunk_len, num_updates - done)
-                for boundary in (every, evals):
+                for boundary in (every, evals, exploit):
                     if boundary:
                         n = min(n, boundary - done % boundary)
                 state, metrics = chunk(state, done, done + n)  # dispatched; runs while the host goes on
@@ -263,7 +270,8 @@ class Run:
                     recorder.put(*finished)
                 finished, done = (metrics, done, n), done + n
                 saving, evaluating = every and done % every == 0, evals and done % evals == 0
-                if saving or evaluating:
+                exploiting = exploit and done % exploit == 0 and done < num_updates
+                if saving or evaluating or exploiting:
                     recorder.put(*finished)  # the logs reach the checkpoint before it is written
                     finished = None
                     recorder.wait()
@@ -271,6 +279,8 @@ class Run:
                         break
                     if evaluating and self.writer and jax.process_count() == 1:
                         self._evaluate_now(state, done, [o for o in outputs if not isinstance(o, sinks.FileSink)], say)
+                    if exploiting:
+                        state = self._exploit_explore(state, population, history, done, say)
                     if saving:
                         checkpointer.save(done, state)
                         last_saved = self.last_saved = done
@@ -306,6 +316,8 @@ class Run:
             for member, per_seed in zip(summary.get("members", []), per_member):
                 member["final_greedy_return_mean"] = _nanmean(per_seed)
                 member["final_greedy_return_per_seed"] = per_seed
+        if population is not None and status == "finished":
+            summary["pbt"] = self._best_of_population(state, population, history, done)
         if watch.diverged:
             summary["diverged"] = {**watch.diverged, "last_finite_checkpoint": last_saved}
         if self.writer:
@@ -319,6 +331,54 @@ class Run:
             raise Diverged(f"diverged at update {d['update']} ({d['what']} not finite in member {d['member']} "
                            f"seed {d['seed']}): lower lr or set max_grad_norm; {kept}; see {self.out}/summary.json")
         return {**summary, "out": str(self.out)}
+
+    def _exploit_explore(self, state, population: PBT, history: list[dict], update: int,
+                         say: Callable[[str], None]):
+        """One population-based training step between chunks; its lineage rows go to RUN/pbt.jsonl."""
+        spec, ex = self.spec, self.experiment
+        scores = pbt.scores_of(history, ex.num_runs, spec.num_seeds, update - population.every, update)
+        if self._pbt_step is None:
+            bounds = pbt.upper_bounds(population.perturb, ex.algorithm.ranges)
+            self._pbt_step = jax.jit(lambda s, sc, k: pbt.exploit_explore(
+                s, sc, k, population.fraction, population.perturb, population.factors, bounds))
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(spec.seed), PBT_STREAM), update)
+        state, parents, _ = self._pbt_step(state, jnp.asarray(scores, jnp.float32), key)
+        parents = np.asarray(parents)
+        values = {name: np.asarray(getattr(state.config, name), np.float64) for name in population.perturb}
+        if self.writer:
+            with open(self.out / "pbt.jsonl", "a") as f:
+                for r in range(ex.num_runs):
+                    row = {"member": r // spec.num_seeds, "seed": r % spec.num_seeds, "update": update,
+                           "step": update * ex.steps_per_update, "score": float(scores[r]),
+                           "parent": int(parents[r]), **{k: float(v[r]) for k, v in values.items()}}
+                    f.write(json.dumps(_strict_json(row)) + "\n")
+        replaced = int((parents != np.arange(ex.num_runs)).sum())
+        best = int(np.nanargmax(np.where(np.isnan(scores), -np.inf, scores)))
+        say(f"pbt at step {update * ex.steps_per_update:,}: {replaced} of {ex.num_runs} members copied better ones; "
+            f"best score {scores[best]:.2f} (" + ", ".join(f"{k}={v[best]:.3g}" for k, v in values.items()) + ")")
+        return state
+
+    def _best_of_population(self, state, population: PBT, history: list[dict], done: int) -> dict:
+        """The member with the best training return over the last `every` updates, and RUN/best.json: the run
+        spec `pjrl train --config` trains it with (its final settings, no sweep, no PBT)."""
+        spec, ex = self.spec, self.experiment
+        scores = pbt.scores_of(history, ex.num_runs, spec.num_seeds, max(0, done - population.every), done)
+        best = int(np.nanargmax(np.where(np.isnan(scores), -np.inf, scores)))
+        settings = {name: float(np.asarray(getattr(state.config, name))[best]) for name in population.perturb}
+        if self.writer:
+            spec_best = dataclasses.replace(spec, settings={**spec.settings, **settings}, sweep=[], pbt=None,
+                                            devices=None)
+            (self.out / "best.json").write_text(json.dumps(spec_best.to_dict(), indent=2))
+            rows = sinks.read_metrics(self.out, name="pbt.jsonl")
+            if rows:
+                try:
+                    pbt.draw_lineage(rows, population.perturb, str(self.out / "lineage.png"))
+                except Exception:  # noqa: BLE001 - a figure must not lose the run's results
+                    pass
+        return {"best_member": best // spec.num_seeds, "best_seed": best % spec.num_seeds,
+                "best_score": float(scores[best]), "best_settings": settings,
+                "final_settings": {name: np.asarray(getattr(state.config, name), np.float64).tolist()
+                                   for name in population.perturb}}
 
     def _stop_for_peer(self, error: BaseException) -> None:
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

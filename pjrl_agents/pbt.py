@@ -1,0 +1,153 @@
+"""Population-based training inside one compiled run (Jaderberg et al., 2017).
+
+Every run of a run spec (each seed of each sweep member) is a member of the
+population, and each carries its hyperparameters as traced numbers in its state.
+Every `every` updates, between two chunks, the runner ranks the members by their
+mean training return over those updates; the worst `fraction` copy the parameters
+and optimiser state of members drawn from the best `fraction` (exploit), take
+their hyperparameters, and multiply each perturbed one by a factor drawn from
+`factors` (explore). The step is one jitted function of the whole population's
+state, so nothing recompiles and the members keep training in the same call.
+
+    pjrl tune --method pbt --num-seeds 8 --pbt-every 20 --perturb lr,ent_coef
+
+Each member keeps its own envs (and their normaliser statistics) and RNG: a copy
+continues the parent's agent on the child's own stream of experience. Rows of
+`RUN/pbt.jsonl` give, at every step, each member's score, parent and settings:
+the lineage, which `pjrl tune` draws to `RUN/lineage.png`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pjrl_agents.common import ConfigError, numeric_fields
+
+COPIED = ("params", "target_params", "opt_state")
+"""the state fields a member copies from its parent: the agent, not its envs, RNG or counters"""
+
+
+@dataclasses.dataclass(frozen=True)
+class PBT:
+    """How the population is exploited and explored (RunSpec.pbt, from run.json)."""
+
+    every: int = 20
+    """updates between exploit/explore steps"""
+    fraction: float = 0.25
+    """share of the population replaced at each step, and share its parents are drawn from"""
+    perturb: tuple = ("lr", "ent_coef")
+    """the traced settings each child perturbs"""
+    factors: tuple = (0.8, 1.25)
+    """what a perturbed setting is multiplied by, one drawn per setting and child"""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PBT":
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"pbt: no option {', '.join(unknown)}; options: every, fraction, perturb, factors")
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**data)
+
+    def check(self, config: Any, population: int, ranges: dict[str, str]) -> None:
+        """ConfigError naming what to change, before anything compiles."""
+        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
+            raise ConfigError(f"--pbt-every {self.every!r}: give a whole number of updates >= 1")
+        if not 0 < self.fraction <= 0.5:
+            raise ConfigError(f"--fraction {self.fraction}: give a share above 0 and at most 0.5")
+        numeric = numeric_fields(config)
+        bad = [name for name in self.perturb if name not in numeric]
+        if bad or not self.perturb:
+            raise ConfigError(f"--perturb {','.join(bad) or '(none)'}: perturb traced settings, some of "
+                              f"{', '.join(numeric)}")
+        if not self.factors or any(not np.isfinite(f) or f <= 0 for f in self.factors):
+            raise ConfigError(f"--factors {self.factors}: give positive numbers, e.g. 0.8,1.25")
+        if population < 2 or int(population * self.fraction) < 1:
+            raise ConfigError(f"a population of {population} replaces none of its members at --fraction "
+                              f"{self.fraction}: train more of them (--num-seeds, --sweep) or raise --fraction")
+
+
+def upper_bounds(perturb: tuple, ranges: dict[str, str]) -> dict[str, float]:
+    """The finite upper ends of the perturbed settings' intervals (`"[0, 1]"` -> 1.0), which children are
+    clipped to; lower ends need no clip, since factors are positive."""
+    out = {}
+    for name in perturb:
+        interval = ranges.get(name, "")
+        if interval:
+            high = interval.strip("[]() ").split(",")[1].strip()
+            if high != "inf":
+                out[name] = float(high)
+    return out
+
+
+def exploit_explore(state: Any, scores: jax.Array, key: jax.Array, fraction: float, perturb: tuple,
+                    factors: tuple, bounds: dict[str, float] | None = None) -> tuple[Any, jax.Array, jax.Array]:
+    """One PBT step of a population's state (leaves `(N, ...)`): `(state, parents (N,), multipliers (N, P))`.
+
+    The `floor(N * fraction)` lowest `scores` (NaN counts as lowest) each copy `COPIED` and the config of a
+    parent drawn uniformly from the same number of highest, then multiply each setting of `perturb` by a
+    factor drawn from `factors` (clipped to `bounds`). Everyone else is their own parent, with multipliers 1.
+    Jittable; `fraction`, `perturb`, `factors` and `bounds` are static.
+    """
+    n = scores.shape[0]
+    k = int(n * fraction)
+    scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
+    order = jnp.argsort(scores, stable=True)  # lowest first
+    bottom, top = order[:k], order[n - k:]
+    pick_key, factor_key = jax.random.split(key)
+    parents = jnp.arange(n).at[bottom].set(top[jax.random.randint(pick_key, (k,), 0, k)])
+    replaced = jnp.zeros(n, bool).at[bottom].set(True)
+    drawn = jax.random.choice(factor_key, jnp.asarray(factors, jnp.float32), (n, len(perturb)))
+    multipliers = jnp.where(replaced[:, None], drawn, 1.0)
+
+    take = lambda tree: jax.tree.map(lambda x: x[parents], tree)  # noqa: E731
+    new = {name: take(getattr(state, name)) for name in COPIED if getattr(state, name, None) is not None}
+    config = take(state.config)
+    changed = {}
+    for i, name in enumerate(perturb):
+        value = getattr(config, name) * multipliers[:, i].astype(getattr(config, name).dtype)
+        if bounds and name in bounds:
+            value = jnp.minimum(value, bounds[name])
+        changed[name] = value
+    new["config"] = config.replace(**changed)
+    return state._replace(**new), parents, multipliers
+
+
+def scores_of(history: list[dict], runs: int, num_seeds: int, first: int, last: int) -> np.ndarray:
+    """Each run's mean training return over updates `first+1 .. last` (NaN where no episode ended)."""
+    sums, counts = np.zeros(runs), np.zeros(runs)
+    for row in history:
+        if first < row["update"] <= last and np.isfinite(row["episode_return"]):
+            r = row["member"] * num_seeds + row["seed"]
+            sums[r] += row["episode_return"]
+            counts[r] += 1
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def draw_lineage(rows: list[dict], perturb: tuple, out: str) -> str:
+    """Each member's perturbed settings over updates, one panel per setting, to `out`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from pjrl_agents.plot import step_formatter
+    fig, axes = plt.subplots(1, len(perturb), figsize=(6 * len(perturb), 4), dpi=100, squeeze=False)
+    members = sorted({(r["member"], r["seed"]) for r in rows})
+    for ax, name in zip(axes.flat, perturb):
+        for m in members:
+            mine = sorted((r for r in rows if (r["member"], r["seed"]) == m), key=lambda r: r["update"])
+            ax.plot([r["step"] for r in mine], [r[name] for r in mine], drawstyle="steps-post", alpha=0.8,
+                    linewidth=1)
+        ax.set_yscale("log")
+        ax.set_title(f"{name} of each of the {len(members)} members")
+        ax.set_xlabel("env steps per member")
+        ax.xaxis.set_major_formatter(FuncFormatter(step_formatter))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

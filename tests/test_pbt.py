@@ -1,0 +1,93 @@
+"""Population-based training: the exploit/explore step on a hand-made population, and `pjrl tune` end to end."""
+import json
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pjrl_agents import cli, pbt, ppo
+from pjrl_agents.common import ConfigError, stack_configs
+
+
+class State(NamedTuple):
+    params: Any
+    opt_state: Any
+    env_state: Any
+    config: Any
+    target_params: Any = None
+
+
+def population(n=8):
+    configs = [ppo.PPOConfig(lr=float(i + 1), ent_coef=0.5, gamma=0.9) for i in range(n)]
+    return State(params={"w": jnp.arange(n, dtype=jnp.float32)[:, None] * jnp.ones((n, 3))},
+                 opt_state=jnp.arange(n, dtype=jnp.float32) + 100, env_state=jnp.arange(n) + 1000,
+                 config=stack_configs(configs))
+
+
+def test_the_worst_copy_the_best_and_perturb_what_they_were_told():
+    state = population()
+    # scores: member 5 worst, then 2; best 7, then 0 (NaN counts as worst of all: member 3)
+    scores = jnp.array([9.0, 4.0, 1.0, jnp.nan, 5.0, 0.0, 6.0, 10.0])
+    new, parents, multipliers = pbt.exploit_explore(state, scores, jax.random.PRNGKey(0), 0.25, ("lr",),
+                                                    (0.5, 2.0), {"gamma": 1.0})
+    parents = np.asarray(parents)
+    # 8 x 0.25 = 2 replaced: the two lowest (3: NaN, 5: 0.0), each from the two highest (7: 10.0, 0: 9.0)
+    replaced = [i for i in range(8) if parents[i] != i]
+    assert replaced == [3, 5] and set(parents[replaced]) <= {0, 7}
+    for i in range(8):
+        p = parents[i]
+        np.testing.assert_array_equal(new.params["w"][i], state.params["w"][p])  # the parent's agent
+        assert new.opt_state[i] == state.opt_state[p]
+        assert new.env_state[i] == state.env_state[i]  # its own envs
+        assert new.config.ent_coef[i] == 0.5 and new.config.gamma[i] == pytest.approx(0.9)  # not perturbed
+        if i in replaced:  # the parent's lr times 0.5 or 2
+            assert float(new.config.lr[i]) / float(state.config.lr[p]) in (0.5, 2.0)
+            assert float(multipliers[i, 0]) in (0.5, 2.0)
+        else:
+            assert new.config.lr[i] == state.config.lr[i] and multipliers[i, 0] == 1.0
+
+
+def test_perturbed_settings_stay_in_their_interval():
+    state = population(4)
+    state = state._replace(config=state.config.replace(gamma=jnp.full(4, 0.95)))
+    bounds = pbt.upper_bounds(("gamma",), ppo.RANGES)
+    assert bounds == {"gamma": 1.0}
+    new, parents, _ = pbt.exploit_explore(state, jnp.array([1.0, 2.0, 3.0, 4.0]), jax.random.PRNGKey(1), 0.5,
+                                          ("gamma",), (2.0,), bounds)
+    # members 0 and 1 replaced: 0.95 x 2 = 1.9, clipped to 1.0
+    np.testing.assert_allclose(new.config.gamma, [1.0, 1.0, 0.95, 0.95])
+
+
+def test_pbt_options_are_checked_before_compiling(capsys, tmp_path):
+    config = ppo.PPOConfig()
+    with pytest.raises(ConfigError, match="--perturb num_envs"):
+        pbt.PBT(perturb=("num_envs",)).check(config, 8, ppo.RANGES)
+    with pytest.raises(ConfigError, match="population of 2 replaces none"):
+        pbt.PBT(fraction=0.25).check(config, 2, ppo.RANGES)
+    for argv, words in ((["--fraction", "0.9"], "--fraction 0.9"), (["--factors", "0,2"], "--factors"),
+                        (["--num-seeds", "1"], "population of 1")):
+        assert cli.main(["tune", *argv, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_pjrl_tune_trains_a_population_and_says_who_was_best(tmp_path, capsys):
+    out = tmp_path / "pbt"
+    assert cli.main(["tune", "--pbt-every", "5", "--fraction", "0.5", "--num-seeds", "4", "--total-timesteps",
+                     "20480", "--quiet", "--no-tensorboard", "--out", str(out)]) == 0
+    assert "best.json" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "pbt.jsonl").read_text().splitlines()]
+    # 40 updates: steps at 5, 10, ..., 35 (none at the end), every member's row each time
+    assert sorted({r["update"] for r in rows}) == [5, 10, 15, 20, 25, 30, 35] and len(rows) == 7 * 4
+    assert all(sum(r["parent"] != r["seed"] for r in rows if r["update"] == u) == 2 for u in (5, 10))
+    best = json.loads((out / "best.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert best["pbt"] is None and best["sweep"] == [] and best["settings"]["lr"] == pytest.approx(
+        summary["pbt"]["best_settings"]["lr"])
+    assert (out / "lineage.png").read_bytes()[:4] == b"\x89PNG"
+    # best.json is a config pjrl train takes
+    spec, _ = cli.parse_train(["--config", str(out / "best.json")])
+    assert spec.pbt is None and spec.settings["lr"] == best["settings"]["lr"]
