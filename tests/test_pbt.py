@@ -91,3 +91,25 @@ def test_pjrl_tune_trains_a_population_and_says_who_was_best(tmp_path, capsys):
     # best.json is a config pjrl train takes
     spec, _ = cli.parse_train(["--config", str(out / "best.json")])
     assert spec.pbt is None and spec.settings["lr"] == best["settings"]["lr"]
+
+
+def test_resuming_a_population_repeats_its_exploit_steps_exactly(tmp_path):
+    """A run cut back to its checkpoint at update 20 (as a kill leaves it) and resumed: the same lineage and
+    the same returns as the run that went straight through."""
+    import shutil
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli.main(["tune", "--pbt-every", "5", "--num-seeds", "4", "--total-timesteps", "20480",
+                     "--checkpoint-every", "20", "--quiet", "--no-tensorboard", "--eval-episodes", "0",
+                     "--out", str(whole)]) == 0
+    shutil.copytree(whole, cut)
+    (cut / "summary.json").unlink()
+    for step in (cut / "checkpoints").iterdir():
+        if step.name.isdigit() and int(step.name) > 20:
+            shutil.rmtree(step)
+    # rows past the checkpoint are what the killed run wrote after it; resume drops them
+    assert cli.main(["train", "--resume", str(cut), "--quiet"]) == 0
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, cut))
+    assert b["resumed_from_update"] == 20
+    assert a["final_return_per_seed"] == b["final_return_per_seed"]
+    assert a["pbt"]["final_settings"] == b["pbt"]["final_settings"]
+    assert (whole / "pbt.jsonl").read_text() == (cut / "pbt.jsonl").read_text()
