@@ -18,6 +18,8 @@ CASES = {
                     r"pgx:minatar-breakout: 1024 steps x 1 seed"),
     "tictactoe": (["pgx_tictactoe.py", "--total-timesteps", "512", "--num-envs", "8", "--games", "40"],
                   r"greedy  policy, 40 games vs random: win [\d.]+%  draw [\d.]+%  loss [\d.]+% .*illegal moves 0\)"),
+    "pbt": (["pbt.py", "--total-timesteps", "20480", "--population", "4"],
+            r"best member \d: \{\"lr\": [\d.e-]+, \"ent_coef\": [\d.e-]+\}; greedy return of the population"),
     "jumanji": (["jumanji_ppo.py", "--total-timesteps", "512", "--num-envs", "8", "--episodes", "2"],
                 r"jumanji:Game2048-v1 after 512 steps: PPO score \d+ .* random \d+"),
 }
