@@ -1,4 +1,4 @@
-"""The `pjrl` command line: `train`, `tune`, `eval`, `compare`, `plot`, `envs`, `algos`.
+"""The `pjrl` command line: `train`, `tune`, `evolve`, `eval`, `compare`, `plot`, `envs`, `algos`.
 
 `pjrl train`'s flags are generated from the dataclasses that declare them: the
 run's (`experiment.RunSpec`) and the chosen algorithm's config, each flag's
@@ -457,6 +457,23 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_evolve(args) -> int:
+    from pjrl_agents import evolve
+    progress = None if args.quiet else print
+    if args.resume:
+        summary = evolve.evolve(None, args.resume, resume=True, progress=progress)
+    else:
+        spec = evolve.EvolveSpec(env=args.env, population=args.population, generations=args.generations,
+                                 total_timesteps=args.total_timesteps, num_seeds=args.num_seeds, sigma=args.sigma,
+                                 lr=args.lr, seed=args.seed)
+        import pjrl_envs
+        pjrl_envs.make(spec.env, num_envs=1)  # an unknown env is refused before anything is written
+        out = args.out or f"runs/evolve-{spec.env.replace(':', '-')}-{__import__('time').strftime('%Y%m%d-%H%M%S')}"
+        summary = evolve.evolve(spec, out, progress=progress)
+    print(json.dumps(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pjrl", description="End-to-end JAX RL on any supported env library.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -508,6 +525,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--markdown", action="store_true", help="print a Markdown table")
     c.add_argument("--plot", default=None, metavar="PNG", help="also draw IQM with CIs and performance profiles")
     c.set_defaults(func=_cmd_compare)
+
+    ev = sub.add_parser("evolve", help="discover a policy objective (LPO) by evolving it over whole training runs")
+    ev.add_argument("--env", default="gymnax:CartPole-v1", help="where the inner runs train (default: CartPole)")
+    ev.add_argument("--population", type=_integer, default=8, help="candidates per generation, even (default: 8)")
+    ev.add_argument("--generations", type=_integer, default=20, help="generations (default: 20)")
+    ev.add_argument("--total-timesteps", type=_integer, default=50_000,
+                    help="env steps of each inner run (default: 50000)")
+    ev.add_argument("--num-seeds", type=_integer, default=1, help="seeds each candidate's fitness averages over")
+    ev.add_argument("--sigma", type=float, default=0.05, help="the strategy's sampling std (default: 0.05)")
+    ev.add_argument("--lr", type=float, default=0.05, help="the strategy's Adam learning rate (default: 0.05)")
+    ev.add_argument("--seed", type=_integer, default=0, help="root of every draw (default: 0)")
+    ev.add_argument("--out", default=None, metavar="DIR", help="where the search goes (default: runs/evolve-...)")
+    ev.add_argument("--resume", default=None, metavar="DIR", help="continue a search to its planned generations")
+    ev.add_argument("--quiet", action="store_true", help="no progress lines")
+    ev.set_defaults(func=_cmd_evolve)
 
     e = sub.add_parser("envs", help="list env names, one LIB:NAME a line")
     e.add_argument("--library", default=None, help="only this library's envs")
