@@ -288,7 +288,11 @@ def _cmd_tune(argv) -> int:
     from pjrl_agents.pbt import PBT
     defaults = PBT()
     p = _Parser(prog="pjrl tune", add_help=False)
-    p.add_argument("--method", choices=("pbt",), default="pbt")
+    p.add_argument("--method", choices=("pbt", "es"), default="pbt")
+    p.add_argument("--generations", type=_integer, default=10)
+    p.add_argument("--population", type=_integer, default=8)
+    p.add_argument("--sigma", type=float, default=0.3)
+    p.add_argument("--es-lr", type=float, default=0.1)
     p.add_argument("--pbt-every", type=_integer, default=defaults.every)
     p.add_argument("--fraction", type=float, default=defaults.fraction)
     p.add_argument("--perturb", default=",".join(defaults.perturb))
@@ -301,8 +305,12 @@ def _cmd_tune(argv) -> int:
               "state of members drawn from the best F and multiply each --perturb setting (default "
               f"{','.join(defaults.perturb)}) by one of --factors (default "
               f"{','.join(map(str, defaults.factors))}). Writes RUN/pbt.jsonl (lineage), RUN/lineage.png and "
-              "RUN/best.json (pjrl train --config RUN/best.json trains the best member's settings). "
-              "See pjrl train --help for the other flags.")
+              "RUN/best.json (pjrl train --config RUN/best.json trains the best member's settings).\n\n"
+              "--method es [--generations G] [--population P] [--sigma S] [--es-lr L]: an evolution strategy "
+              "(evosax's OpenAI-ES) over the --perturb settings (positive ones in log space, [0, 1] ones in "
+              "logit space, sigma 0.3): each generation trains P complete runs (x --num-seeds) in one compiled "
+              "call, fitness their final return; writes DIR/generations.jsonl and DIR/best.json; --resume DIR "
+              "continues it.\n\nSee pjrl train --help for the other flags.")
         return 0
     args, rest = p.parse_known_args(argv)
     try:
@@ -310,12 +318,45 @@ def _cmd_tune(argv) -> int:
     except ValueError:
         raise ConfigError(f"--factors {args.factors!r}: give numbers, e.g. 0.8,1.25") from None
     perturb = tuple(v.strip().replace("-", "_") for v in args.perturb.split(",") if v.strip())
+    if args.method == "es":
+        return _tune_es(args, perturb, rest)
     if any(a == "--resume" or a.startswith("--resume=") for a in rest):
         return _cmd_train(rest)  # the run's own run.json holds its PBT options
     spec, train_args = parse_train(rest)
     spec.pbt = {"every": args.pbt_every, "fraction": args.fraction, "perturb": list(perturb),
                 "factors": list(factors)}
     return _run_train(spec, train_args)
+
+
+def _tune_es(args, names: tuple, rest: list) -> int:
+    """`pjrl tune --method es`: an evolution strategy over traced settings, generation by generation."""
+    from pjrl_agents import algorithm, evolve
+    quiet = "--quiet" in rest
+    resume = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--resume"), None)
+    if resume:
+        summary = evolve.evolve(None, resume, resume=True, progress=None if quiet else print)
+    else:
+        spec, train_args = parse_train(rest)
+        settings = dict(spec.settings)
+        total = settings.pop("total_timesteps", None) or \
+            algorithm.get(spec.algo).default_config(spec.env).total_timesteps
+        search = evolve.EvolveSpec(env=spec.env, population=args.population, generations=args.generations,
+                                   total_timesteps=total, num_seeds=spec.num_seeds, sigma=args.sigma,
+                                   lr=args.es_lr, seed=spec.seed, settings=settings, algo=spec.algo,
+                                   search="settings", names=list(names))
+        search.check()
+        out = train_args.out or str(runner_default_out(spec.env, "es"))
+        summary = evolve.evolve(search, out, progress=None if quiet else print)
+    if "best_settings" in summary:
+        print(f"  best: {', '.join(f'{k}={v:.3g}' for k, v in summary['best_settings'].items())}; "
+              f"pjrl train --config {summary['config']} trains it")
+    print(json.dumps(summary))
+    return 0
+
+
+def runner_default_out(env: str, what: str):
+    from pjrl_agents.runner import default_out
+    return default_out(env, what)
 
 
 # ---------------------------------------------------------------- the other commands

@@ -113,3 +113,23 @@ def test_resuming_a_population_repeats_its_exploit_steps_exactly(tmp_path):
     assert a["final_return_per_seed"] == b["final_return_per_seed"]
     assert a["pbt"]["final_settings"] == b["pbt"]["final_settings"]
     assert (whole / "pbt.jsonl").read_text() == (cut / "pbt.jsonl").read_text()
+
+
+def test_pjrl_tune_es_searches_settings_over_whole_runs(tmp_path, capsys):
+    from pjrl_agents import evolve
+    out = tmp_path / "es"
+    assert cli.main(["tune", "--method", "es", "--generations", "2", "--population", "4", "--perturb", "lr,gamma",
+                     "--total-timesteps", "4096", "--set", "num_steps=32", "--quiet", "--out", str(out)]) == 0
+    assert "best.json" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert [r["generation"] for r in rows] == [0, 1]
+    assert rows[1]["fitness_best_so_far"] >= rows[0]["fitness_best_so_far"]
+    spec, _ = cli.parse_train(["--config", str(out / "best.json")])
+    assert 0 < spec.settings["gamma"] < 1 and spec.settings["lr"] > 0 and spec.settings["num_steps"] == 32
+    # the candidates' settings: positive ones in log space, [0, 1] ones in logit space, 0 = the default
+    search = evolve.Search(evolve.EvolveSpec(population=2, total_timesteps=4096, algo="ppo", search="settings",
+                                             names=["lr", "gamma"]))
+    at = search.settings_of(np.array([np.log(2.0), 0.0]))
+    assert at["lr"] == pytest.approx(2 * 2.5e-4) and at["gamma"] == pytest.approx(0.99)
+    with pytest.raises(ConfigError, match="num_envs"):
+        evolve.EvolveSpec(algo="ppo", search="settings", names=["num_envs"]).check()
