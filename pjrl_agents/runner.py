@@ -342,7 +342,10 @@ class Run:
             self._pbt_step = jax.jit(lambda s, sc, k: pbt.exploit_explore(
                 s, sc, k, population.fraction, population.perturb, population.factors, bounds))
         key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(spec.seed), PBT_STREAM), update)
+        before = state
         state, parents, _ = self._pbt_step(state, jnp.asarray(scores, jnp.float32), key)
+        # back onto the layout the compiled chunk takes (the members sharded over the devices)
+        state = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding), state, before)
         parents = np.asarray(parents)
         values = {name: np.asarray(getattr(state.config, name), np.float64) for name in population.perturb}
         if self.writer:

@@ -200,6 +200,19 @@ def test_train_then_eval_and_load_policy_on_two_devices(tmp_path):
     assert len(json.loads(res.stdout.strip().splitlines()[-1])) == 3
 
 
+def test_a_pbt_population_sharded_over_two_devices_equals_one_device(tmp_path):
+    """The exploit/explore step gathers members across devices and puts them back on the chunk's layout."""
+    args = [sys.executable, "-m", "pjrl_agents.cli", "tune", "--num-seeds", "4", "--pbt-every", "5",
+            "--total-timesteps", "20480", "--quiet", "--no-tensorboard", "--eval-episodes", "0"]
+    for devices in (2, 1):
+        res = subprocess.run(args + ["--devices", str(devices), "--out", str(tmp_path / f"d{devices}")],
+                             env=_env(2), cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+    two, one = (json.loads((tmp_path / f"d{d}" / "summary.json").read_text()) for d in (2, 1))
+    assert two["final_return_per_seed"] == one["final_return_per_seed"]
+    assert two["pbt"]["final_settings"] == one["pbt"]["final_settings"]
+
+
 # ---------------------------------------------------------------- two processes that fail and resume
 
 TWO = ["--total-timesteps", "61440", "--num-seeds", "2", "--checkpoint-every", "10", "--quiet"]  # 120 updates
