@@ -227,7 +227,7 @@ def plot(groups: list[Group], out: str, confidence: float = 0.95, reps: int = 20
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pjrl_agents.plot import check_suffix
+    from pjrl_agents.plot import check_suffix, save_figure
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(groups) + 3), dpi=100,
                                       gridspec_kw={"width_ratios": [1, 1.3]})
@@ -260,11 +260,10 @@ def plot(groups: list[Group], out: str, confidence: float = 0.95, reps: int = 20
     right.legend(fontsize=8)
     right.set_title("performance profile")
     left.set_title("interquartile mean")
-    fig.tight_layout()
     try:
-        fig.savefig(out)
-    except OSError as e:
-        raise ConfigError(f"--plot {out}: {e.strerror or e}") from None
+        save_figure(fig, out, "--plot")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     finally:
         plt.close(fig)
     return out

@@ -134,7 +134,7 @@ def draw_lineage(rows: list[dict], perturb: tuple, out: str) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    from pjrl_agents.plot import step_formatter
+    from pjrl_agents.plot import save_figure, step_formatter
     fig, axes = plt.subplots(1, len(perturb), figsize=(6 * len(perturb), 4), dpi=100, squeeze=False)
     members = sorted({(r["member"], r["seed"]) for r in rows})
     for ax, name in zip(axes.flat, perturb):
@@ -147,7 +147,8 @@ def draw_lineage(rows: list[dict], perturb: tuple, out: str) -> str:
         ax.set_xlabel("env steps per member")
         ax.xaxis.set_major_formatter(FuncFormatter(step_formatter))
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        save_figure(fig, out)
+    finally:
+        plt.close(fig)
     return out

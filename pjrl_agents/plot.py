@@ -215,11 +215,16 @@ def plot(run_dirs: list[str], out: str, metric: str | list[str] = "episode_retur
                 ax.legend(fontsize=8)
         for ax in list(axes.flat)[len(metrics):]:
             ax.set_visible(False)
-        fig.tight_layout()
-        try:
-            fig.savefig(out)
-        except OSError as e:
-            raise ValueError(f"--out {out}: {e.strerror or e}") from None
+        save_figure(fig, out)
     finally:
         plt.close(fig)
     return out
+
+
+def save_figure(fig, out: str, flag: str = "--out") -> None:
+    """Lays out and writes `fig`; an unwritable path is a ValueError naming `flag`."""
+    fig.tight_layout()
+    try:
+        fig.savefig(out)
+    except OSError as e:
+        raise ValueError(f"{flag} {out}: {e.strerror or e}") from None
