@@ -289,14 +289,13 @@ def _cmd_tune(argv) -> int:
     defaults = PBT()
     p = _Parser(prog="pjrl tune", add_help=False)
     p.add_argument("--method", choices=("pbt", "es"), default="pbt")
-    p.add_argument("--generations", type=_integer, default=10)
-    p.add_argument("--population", type=_integer, default=8)
-    p.add_argument("--sigma", type=float, default=0.3)
-    p.add_argument("--es-lr", type=float, default=0.1)
-    p.add_argument("--pbt-every", type=_integer, default=defaults.every)
-    p.add_argument("--fraction", type=float, default=defaults.fraction)
+    own = {"es": {"generations": 10, "population": 8, "sigma": 0.3, "es_lr": 0.1},
+           "pbt": {"pbt_every": defaults.every, "fraction": defaults.fraction,
+                   "factors": ",".join(map(str, defaults.factors))}}
+    for name, kind in (("generations", _integer), ("population", _integer), ("sigma", float), ("es_lr", float),
+                       ("pbt_every", _integer), ("fraction", float), ("factors", str)):
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     p.add_argument("--perturb", default=",".join(defaults.perturb))
-    p.add_argument("--factors", default=",".join(map(str, defaults.factors)))
     if any(a in ("-h", "--help") for a in argv):
         print("usage: pjrl tune [--method pbt] [--pbt-every N] [--fraction F] [--perturb A,B] [--factors X,Y] "
               "[pjrl train flags]\n\nPopulation-based training inside one compiled run: every run (each seed "
@@ -313,6 +312,13 @@ def _cmd_tune(argv) -> int:
               "continues it.\n\nSee pjrl train --help for the other flags.")
         return 0
     args, rest = p.parse_known_args(argv)
+    for method, options in own.items():
+        for name, default in options.items():
+            if getattr(args, name) is None:
+                setattr(args, name, default)
+            elif method != args.method:
+                raise ConfigError(f"--{name.replace('_', '-')} is an option of --method {method}, not of "
+                                  f"--method {args.method}")
     try:
         factors = tuple(float(v) for v in args.factors.replace(",", " ").split())
     except ValueError:

@@ -82,7 +82,7 @@ class EvolveSpec:
             numeric = numeric_fields(config)
             bad = [n for n in self.names if n not in numeric]
             if bad or not self.names:
-                raise ConfigError(f"--search {','.join(bad) or '(none)'}: name traced settings of {self.algo}, "
+                raise ConfigError(f"--perturb {','.join(bad) or '(none)'}: name traced settings of {self.algo}, "
                                   f"some of {', '.join(numeric)}")
 
 

@@ -67,7 +67,10 @@ def test_pbt_options_are_checked_before_compiling(capsys, tmp_path):
     with pytest.raises(ConfigError, match="population of 2 replaces none"):
         pbt.PBT(fraction=0.25).check(config, 2, ppo.RANGES)
     for argv, words in ((["--fraction", "0.9"], "--fraction 0.9"), (["--factors", "0,2"], "--factors"),
-                        (["--num-seeds", "1"], "population of 1")):
+                        (["--num-seeds", "1"], "population of 1"),
+                        (["--population", "4"], "--population is an option of --method es"),
+                        (["--method", "es", "--pbt-every", "3"], "--pbt-every is an option of --method pbt"),
+                        (["--method", "es", "--perturb", "num_envs"], "--perturb num_envs")):
         assert cli.main(["tune", *argv, "--out", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, err
