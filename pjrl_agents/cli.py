@@ -351,18 +351,14 @@ def _tune_es(args, names: tuple, rest: list) -> int:
                                    lr=args.es_lr, seed=spec.seed, settings=settings, algo=spec.algo,
                                    search="settings", names=list(names))
         search.check()
-        out = train_args.out or str(runner_default_out(spec.env, "es"))
+        from pjrl_agents.runner import default_out
+        out = train_args.out or str(default_out(spec.env, "es"))
         summary = evolve.evolve(search, out, progress=None if quiet else print)
     if "best_settings" in summary:
         print(f"  best: {', '.join(f'{k}={v:.3g}' for k, v in summary['best_settings'].items())}; "
               f"pjrl train --config {summary['config']} trains it")
     print(json.dumps(summary))
     return 0
-
-
-def runner_default_out(env: str, what: str):
-    from pjrl_agents.runner import default_out
-    return default_out(env, what)
 
 
 # ---------------------------------------------------------------- the other commands
@@ -405,8 +401,7 @@ def _cmd_eval(args) -> int:
     rows = [ex.row(state, m, i) for m in range(len(ex.members)) for i in range(spec.num_seeds)]
     params, env_states = (_stack([getattr(r, part) for r in rows]) for part in ("params", "env_state"))
     seed = spec.seed if args.seed is None else args.seed
-    keys = evaluate.eval_keys(seed, spec.num_seeds)
-    keys = keys[np.tile(np.arange(spec.num_seeds), len(ex.members))]
+    keys = evaluate.eval_keys(seed, spec.num_seeds, len(ex.members))
     results = evaluate.evaluate_runs(ex.agent, params, env_states, keys, args.episodes)
     report = evaluation_report(ex, update, seed, args.episodes, results)
     out = Path(args.out) if args.out else Path(args.run_dir) / "eval.json"
@@ -467,8 +462,10 @@ def evaluation_report(ex, update: int, seed: int, episodes: int, results: dict) 
 
 
 def _finite_mean(values: list[float]) -> float | None:
-    kept = [v for v in values if np.isfinite(v)]
-    return float(np.mean(kept)) if kept else None
+    """The mean of the finite values; None (JSON null) where there are none."""
+    from pjrl_agents.common import nanmean
+    mean = nanmean(values)
+    return None if np.isnan(mean) else mean
 
 
 def _cmd_plot(args) -> int:
@@ -515,7 +512,8 @@ def _cmd_evolve(args) -> int:
                                  lr=args.lr, seed=args.seed)
         import pjrl_envs
         pjrl_envs.make(spec.env, num_envs=1)  # an unknown env is refused before anything is written
-        out = args.out or f"runs/evolve-{spec.env.replace(':', '-')}-{__import__('time').strftime('%Y%m%d-%H%M%S')}"
+        from pjrl_agents.runner import default_out
+        out = args.out or str(default_out(spec.env, "evolve"))
         summary = evolve.evolve(spec, out, progress=progress)
     print(json.dumps(summary))
     return 0
@@ -583,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sigma", type=float, default=0.05, help="the strategy's sampling std (default: 0.05)")
     ev.add_argument("--lr", type=float, default=0.05, help="the strategy's Adam learning rate (default: 0.05)")
     ev.add_argument("--seed", type=_integer, default=0, help="root of every draw (default: 0)")
-    ev.add_argument("--out", default=None, metavar="DIR", help="where the search goes (default: runs/evolve-...)")
+    ev.add_argument("--out", default=None, metavar="DIR", help="where the search goes (default: runs/ENV-evolve-TIME)")
     ev.add_argument("--resume", default=None, metavar="DIR", help="continue a search to its planned generations")
     ev.add_argument("--quiet", action="store_true", help="no progress lines")
     ev.set_defaults(func=_cmd_evolve)

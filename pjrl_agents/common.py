@@ -204,3 +204,16 @@ def stack_configs(configs: list) -> Any:
                 raise ConfigError(f"{name} fixes array shapes and cannot differ inside one sweep; "
                                   "run separate sweeps for each value")
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x, jnp.float32) for x in xs]), *configs)
+
+
+def nanmean(x) -> float:
+    """The mean of the finite entries of `x`; NaN where there are none."""
+    x = np.asarray(x, np.float64)
+    seen = np.isfinite(x)
+    return float(x[seen].mean()) if seen.any() else float("nan")
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every floating-point leaf of `tree` is finite (a `()` bool; jittable)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)

@@ -52,12 +52,9 @@ class Entry:
             return self.algo
         if by == "run":
             return self.run
-        shown = " ".join(f"{k}={_short(v)}" for k, v in self.settings.items())
+        from pjrl_agents.plot import short_value
+        shown = " ".join(f"{k}={short_value(v)}" for k, v in self.settings.items())
         return f"{self.run} {shown}".strip()
-
-
-def _short(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def read_entries(run_dir: str | Path, score: str = "greedy") -> list[Entry]:
@@ -158,17 +155,14 @@ def compare(run_dirs: list[str], by: str = "member", score: str = "greedy", refe
             missing = [env for env in envs if env not in references]
             raise ConfigError(f"{name} spans {len(envs)} envs, and {', '.join(missing)} has no reference score to "
                               "put it on a common scale: give --reference ENV=RANDOM,TARGET, or compare --by member")
-        aggregates = ["mean", "median", "iqm"]
-        scaled = matrix
-        if normalised:
-            scaled = np.stack([stats.normalise(matrix[:, i], *references[env]) for i, env in enumerate(envs)], 1)
+        unit = np.stack([stats.normalise(matrix[:, i], *references[env]) for i, env in enumerate(envs)], 1) \
+            if known else None  # (score - random) / (target - random)
+        scaled = unit if normalised else matrix
         estimates = stats.interval_estimates(scaled, reps=reps, confidence=confidence, seed=seed,
-                                             aggregates=aggregates)
+                                             aggregates=["mean", "median", "iqm"])
         if known:  # the gap below the target, in normalised units whatever the scale of the rest
-            gap_scores = np.stack([stats.normalise(matrix[:, i], *references[env]) for i, env in enumerate(envs)], 1)
-            estimates["optimality_gap"] = stats.interval_estimates(gap_scores, reps=reps, confidence=confidence,
-                                                                   seed=seed, aggregates=["optimality_gap"])[
-                "optimality_gap"]
+            estimates.update(stats.interval_estimates(unit, reps=reps, confidence=confidence, seed=seed,
+                                                      aggregates=["optimality_gap"]))
         groups.append(Group(name, envs, matrix, scaled, normalised, estimates, sorted({e.source for e in entries})))
     return groups
 

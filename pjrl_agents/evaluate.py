@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
+from pjrl_agents.common import nanmean
 
 EVAL_STREAM = 0x6576616C
 """folded into a run's root key to make its evaluation keys (the bytes of 'eval'); training never folds in"""
@@ -25,14 +26,15 @@ EVAL_STREAM = 0x6576616C
 POLICIES = ("greedy", "stochastic")
 
 
-def eval_keys(seed: int, num_seeds: int) -> jax.Array:
-    """The evaluation key of each of a run's `num_seeds` seeds: `fold_in(fold_in(PRNGKey(seed), EVAL_STREAM), i)`.
+def eval_keys(seed: int, num_seeds: int, members: int = 1) -> jax.Array:
+    """The evaluation key of each of a run's `num_seeds` seeds: `fold_in(fold_in(PRNGKey(seed), EVAL_STREAM), i)`,
+    repeated for each of `members` sweep members (member-major, as the runs are laid out).
 
     Training keys are `split(PRNGKey(seed), num_seeds)` and what the agent splits
     from them; folding in is a different derivation, so the two streams never meet.
     """
     root = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM)
-    return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(num_seeds))
+    return jnp.tile(jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(num_seeds)), (members, 1))
 
 
 def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episodes: int = 10, start: Any = None,
@@ -157,18 +159,9 @@ def _keep_first(done: np.ndarray, values: tuple, into: tuple, seen: np.ndarray) 
 
 def summarise(returns: np.ndarray, lengths: np.ndarray) -> dict:
     """Per-run means of `(runs, episodes)` arrays (NaN entries left out), as JSON-ready lists."""
-    return {"return_mean": _nanmean_rows(returns), "return_std": _nanstd_rows(returns),
-            "length_mean": _nanmean_rows(lengths), "episodes": np.isfinite(returns).sum(1).tolist()}
-
-
-def _nanmean_rows(x: np.ndarray) -> list[float]:
-    seen = np.isfinite(x)
-    return [float(np.mean(r[s])) if s.any() else float("nan") for r, s in zip(x, seen)]
-
-
-def _nanstd_rows(x: np.ndarray) -> list[float]:
-    seen = np.isfinite(x)
-    return [float(np.std(r[s])) if s.any() else float("nan") for r, s in zip(x, seen)]
+    std = lambda r: float(np.std(r[np.isfinite(r)])) if np.isfinite(r).any() else float("nan")  # noqa: E731
+    return {"return_mean": [nanmean(r) for r in returns], "return_std": [std(r) for r in returns],
+            "length_mean": [nanmean(r) for r in lengths], "episodes": np.isfinite(returns).sum(1).tolist()}
 
 
 def evaluate(agent, params: Any, trained_env_state: Any, seed: int = 0, num_episodes: int = 10) -> list[dict]:
@@ -195,4 +188,4 @@ def greedy_returns(agent, params: Any, env_states: Any, seed: int = 0, num_episo
     runs = jax.tree.leaves(params)[0].shape[0]
     out = evaluate_runs(agent, params, env_states, eval_keys(seed, runs), num_episodes, ("greedy",), chunk,
                         max_steps)["greedy"]
-    return np.asarray(_nanmean_rows(out["returns"])), out["returns"].shape[1]
+    return np.asarray([nanmean(r) for r in out["returns"]]), out["returns"].shape[1]

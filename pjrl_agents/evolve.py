@@ -35,7 +35,7 @@ import numpy as np
 
 import pjrl_envs
 from pjrl_agents import lpo
-from pjrl_agents.common import ConfigError, make_train
+from pjrl_agents.common import ConfigError, make_train, nanmean
 
 
 @dataclasses.dataclass
@@ -239,7 +239,8 @@ def evolve(spec: EvolveSpec | None, out: str | Path, resume: bool = False,
         finite = np.where(np.isnan(fitness), -np.inf, fitness)
         if finite.max() > best_fitness:
             best_fitness, best = float(finite.max()), candidates[int(finite.argmax())]
-        row = {"generation": g, "fitness_mean": float(np.nanmean(fitness)) if np.isfinite(fitness).any() else None,
+        mean = nanmean(fitness)
+        row = {"generation": g, "fitness_mean": None if np.isnan(mean) else mean,
                "fitness_max": float(finite.max()) if np.isfinite(finite.max()) else None,
                "fitness_best_so_far": best_fitness if np.isfinite(best_fitness) else None,
                "seconds": round(time.perf_counter() - t, 3)}

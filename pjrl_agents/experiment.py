@@ -25,7 +25,7 @@ import pjrl_envs
 from pjrl_agents import algorithm as algorithms
 from pjrl_agents import distributed
 from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
-from pjrl_agents.common import MAX_SIZE, ConfigError, numeric_fields, stack_configs
+from pjrl_agents.common import MAX_SIZE, ConfigError, all_finite, numeric_fields, stack_configs
 
 
 @dataclasses.dataclass
@@ -207,8 +207,7 @@ class Experiment:
         index = (member * self.spec.num_seeds + seed) * self.plan.env_share
         row = jax.tree.map(lambda x: x[index], state)
         params = getattr(row, "params", None)
-        if params is not None and not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params)
-                                          if jnp.issubdtype(x.dtype, jnp.inexact)):
+        if params is not None and not bool(all_finite(params)):
             raise CheckpointError(f"member {member}, seed {seed}: the checkpoint's parameters are not finite "
                                   "(the run diverged); train again with a lower lr or a max_grad_norm")
         return row

@@ -140,7 +140,7 @@ def labels(all_curves: list[Curve], most: int = 4) -> tuple[str, list[str]]:
         shown = [str(c.spec.get(k)) for k in ("algo", "env") if len(shared[k]) > 1]
         same_algo = [d for d in all_curves if d.spec.get("algo") == c.spec.get("algo")]
         keys = [k for k in c.spec if k not in ("algo", "env")]
-        settings = [f"{k}={_short(c.spec[k])}" for k in differing(same_algo, keys)]
+        settings = [f"{k}={short_value(c.spec[k])}" for k in differing(same_algo, keys)]
         shown += settings[:most] + (["..."] if len(settings) > most else [])
         if not shown and several_runs:
             shown = [c.run_dir.name]
@@ -149,7 +149,8 @@ def labels(all_curves: list[Curve], most: int = 4) -> tuple[str, list[str]]:
     return title, out
 
 
-def _short(v) -> str:
+def short_value(v) -> str:
+    """A setting's value as a label shows it: 0.001, 64,64, relu."""
     if isinstance(v, list):
         return ",".join(map(str, v))
     return f"{v:g}" if isinstance(v, float) else str(v)

@@ -28,7 +28,8 @@ from pjrl_agents import distributed, evaluate, pbt
 from pjrl_agents import logging as sinks
 from pjrl_agents.checkpoint import Checkpointer, RunLock, has_checkpoint
 from pjrl_agents.checkpoint import steps as checkpoint_steps
-from pjrl_agents.common import ConfigError
+from pjrl_agents.common import ConfigError, all_finite
+from pjrl_agents.common import nanmean as _nanmean
 from pjrl_agents.experiment import RunSpec, build, final_returns, read_run
 from pjrl_agents.pbt import PBT
 
@@ -398,7 +399,7 @@ class Run:
         rows = np.arange(ex.num_runs) * ex.plan.env_share  # the first device's row of a run split over devices
         params, env_states = (jax.tree.map(lambda x: np.asarray(x)[rows], part)
                               for part in (state.params, state.env_state))
-        keys = jnp.tile(evaluate.eval_keys(spec.seed, spec.num_seeds), (len(ex.members), 1))
+        keys = evaluate.eval_keys(spec.seed, spec.num_seeds, len(ex.members))
         if self.evaluator is None:
             self.evaluator = evaluate.Evaluator(ex.agent)
         return self.evaluator(params, env_states, keys, spec.eval_episodes, policies)
@@ -408,13 +409,13 @@ class Run:
         spec, ex = self.spec, self.experiment
         out = self._evaluations(state, evaluate.POLICIES)
         rows = []
+        summaries = {name: evaluate.summarise(result["returns"], result["lengths"]) for name, result in out.items()}
         for r in range(ex.num_runs):
             row = {"member": r // spec.num_seeds, "seed": r % spec.num_seeds, "update": update,
                    "step": update * ex.steps_per_update}
-            for name, result in out.items():
-                summary = evaluate.summarise(result["returns"][r:r + 1], result["lengths"][r:r + 1])
-                row[f"{name}_return"] = summary["return_mean"][0]
-                row[f"{name}_length"] = summary["length_mean"][0]
+            for name, summary in summaries.items():
+                row[f"{name}_return"] = summary["return_mean"][r]
+                row[f"{name}_length"] = summary["length_mean"][r]
             rows.append(row)
         with open(self.out / "eval.jsonl", "a") as f:
             for row in rows:
@@ -505,17 +506,12 @@ def _chunk_fn(agent, chunk_len: int):
     The metrics also hold `_finite` `()`: whether every parameter is finite at the chunk's end. (Within
     the chunk, parameters that stop being finite make the next update's losses non-finite.)
     """
-    def finite(state):
-        params = getattr(state, "params", state)
-        leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.inexact)]
-        return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
-
     def run_chunk(state, first, end):
         metric_shape = jax.eval_shape(lambda s: agent.update(s)[1], state)
         skip = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape))
         body = lambda s, i: jax.lax.cond(i < end, agent.update, skip, s)
         state, metrics = jax.lax.scan(body, state, first + jnp.arange(chunk_len))
-        return state, {**metrics, "_finite": finite(state)}
+        return state, {**metrics, "_finite": all_finite(getattr(state, "params", state))}
 
     return run_chunk
 
@@ -560,11 +556,6 @@ def _strict_json(x):
     if isinstance(x, (list, tuple)):
         return [_strict_json(v) for v in x]
     return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
-def _nanmean(x) -> float:
-    x = np.asarray(x, np.float64)
-    return float(x[np.isfinite(x)].mean()) if np.isfinite(x).any() else float("nan")
 
 
 class _StopFlag:
