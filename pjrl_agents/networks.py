@@ -185,21 +185,42 @@ class ActorCritic(nn.Module):
     continuous: bool = False
     torso: str = "mlp"
 
-    @nn.compact
-    def __call__(self, obs):
+    def setup(self):
         if self.torso in _TORSO_MODULES:
-            x = _TORSO_MODULES[self.torso](name="conv_torso")(obs)
-        else:
-            x = flatten_obs(obs)
-        actor = MLP(self.hidden_sizes, self.activation, name="actor_torso")(x)
-        actor = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0),
-                         name="actor_head")(actor)
-        critic = MLP(self.hidden_sizes, self.activation, name="critic_torso")(x)
-        value = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0), name="critic_head")(critic)
+            self.conv_torso = _TORSO_MODULES[self.torso]()
+        self.actor_torso = MLP(self.hidden_sizes, self.activation)
+        self.actor_head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0))
+        self.critic_torso = MLP(self.hidden_sizes, self.activation)
+        self.critic_head = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))
         if self.continuous:
-            log_std = self.param("log_std", constant(0.0), (self.action_dim,))
-            actor = (actor, jnp.broadcast_to(log_std, actor.shape))
-        return actor, value[..., 0]
+            self.log_std = self.param("log_std", constant(0.0), (self.action_dim,))
+
+    @property
+    def shares_torso(self) -> bool:
+        """Whether the actor and the critic read one CNN's features (else they share nothing)."""
+        return self.torso in _TORSO_MODULES
+
+    def _features(self, obs, batch_ndim: int = 1):
+        return self.conv_torso(obs) if self.shares_torso else flatten_obs(obs, batch_ndim)
+
+    def _actor(self, x):
+        actor = self.actor_head(self.actor_torso(x))
+        return (actor, jnp.broadcast_to(self.log_std, actor.shape)) if self.continuous else actor
+
+    def _critic(self, x):
+        return self.critic_head(self.critic_torso(x))[..., 0]
+
+    def __call__(self, obs):
+        x = self._features(obs)
+        return self._actor(x), self._critic(x)
+
+    def actor(self, obs):
+        """The actor's output alone, `(B, ...)`."""
+        return self._actor(self._features(obs))
+
+    def critic(self, obs, batch_ndim: int = 1):
+        """The value alone, `obs` with `batch_ndim` leading axes (the MLP torso only)."""
+        return self._critic(self._features(obs, batch_ndim))
 
 
 CELLS = ("gru", "lstm")

@@ -194,6 +194,7 @@ class Transition(NamedTuple):
     terminated: jax.Array  # (T, B) bool
     truncated: jax.Array  # (T, B) bool
     start: Any = None  # (T, B) bool: obs begins an episode (recurrent only)
+    final_obs: Any = None  # (T, B, ...) the pre-reset next observation, while the critic has yet to value it
 
 
 class Batch(NamedTuple):
@@ -312,6 +313,9 @@ class PPO:
             self.network = ActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous, torso)
         # the Gaussian acts on a flat vector; Box spaces of any shape get it reshaped
         self._env_action = (lambda a: a.reshape(a.shape[:1] + space.shape)) if continuous else (lambda a: a)
+        # Actor and critic that share nothing (the MLP torso): the rollout runs only the actor, step by
+        # step, and the critic values the whole rollout's observations afterwards in one batched pass.
+        self.split_critic = not self.recurrent and not self.network.shares_torso
         self.optimizer = optax.scale_by_adam(eps=1e-5)
         self.num_updates = config.num_updates
         self.steps_per_update = config.steps_per_update
@@ -342,13 +346,20 @@ class PPO:
                         key, jnp.zeros((), jnp.int32), none, none, config, memory, next_memory, start)
 
     def _env_step(self, state: PPOState, key: jax.Array):
-        # SELECT ACTION (the network already ran on state.obs)
+        # SELECT ACTION (with a split critic the actor runs here; else the network already ran on state.obs)
         act_key, step_key = jax.random.split(key)
-        action = self.dist.sample(act_key, state.actor_out, state.mask)
-        log_prob = self.dist.log_prob(state.actor_out, action, state.mask)
+        actor_out = (self.network.apply(state.params, state.obs, method=self.network.actor) if self.split_critic
+                     else state.actor_out)
+        action = self.dist.sample(act_key, actor_out, state.mask)
+        log_prob = self.dist.log_prob(actor_out, action, state.mask)
 
         # STEP ENV
         env_state, ts = self.env.step(state.env_state, self._env_action(action), step_key)
+        episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
+        if self.split_critic:  # values come after the rollout (`_value_rollout`)
+            transition = Transition(state.obs, state.mask, action, log_prob, None, None, ts.reward, ts.terminated,
+                                    ts.truncated, final_obs=ts.final_obs)
+            return state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask), (transition, episode)
 
         # EVALUATE the next and the pre-reset observations in one forward pass. With memory, the next
         # observation is seen with the state zeroed where an episode ended, the pre-reset one with the
@@ -365,7 +376,6 @@ class PPO:
 
         transition = Transition(state.obs, state.mask, action, log_prob, state.value, values[n:],
                                 ts.reward, ts.terminated, ts.truncated, state.start)
-        episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
         state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask,
                                actor_out=actor_out, value=values[:n])
         if self.recurrent:
@@ -444,6 +454,9 @@ class PPO:
         state, (traj, episode) = jax.lax.scan(
             self._env_step, state, jax.random.split(rollout_key, sizes.num_steps))
 
+        if self.split_critic:
+            traj = self._value_rollout(state.params, traj)
+
         # CALCULATE ADVANTAGE
         advantages, targets = compute_gae(traj.reward, traj.value, traj.next_value, traj.terminated,
                                           traj.truncated, hp.gamma, hp.gae_lambda)
@@ -473,6 +486,14 @@ class PPO:
                                update=state.update + 1, episode_return=ep_return, episode_length=ep_length,
                                next_memory=next_memory)
         return state, metrics
+
+    def _value_rollout(self, params, traj: Transition) -> Transition:
+        """`value` and `next_value` of a rollout in one critic pass over its observations and pre-reset
+        next observations `(2T, B, ...)`: the numbers the per-step evaluation gives, in one batched pass."""
+        both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), traj.obs, traj.final_obs)
+        values = self.network.apply(params, both, 2, method=self.network.critic)
+        t = traj.reward.shape[0]
+        return traj._replace(value=values[:t], next_value=values[t:], final_obs=None)
 
     def _minibatches(self, batch: Batch, key: jax.Array) -> Batch:
         """One epoch's minibatches, leaves `(num_minibatches, ...)`, in a random order.

@@ -105,6 +105,23 @@ def test_sweep_members_match_separate_runs():
     assert not np.allclose(metrics["loss"][0], metrics["loss"][2])
 
 
+def test_critic_after_the_rollout_gives_the_per_step_numbers():
+    """The MLP agent values its rollout in one pass after it; the per-step evaluation (still used for a
+    shared CNN torso and memory) gives the same losses and parameters on a truncating env."""
+    env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=SMALL.num_envs, max_steps_in_episode=20)
+    split, per_step = ppo.PPO(SMALL, env), ppo.PPO(SMALL, env)
+    assert split.split_critic
+    per_step.split_critic = False
+    from pjrl_agents.common import make_train
+    key = jax.random.PRNGKey(5)
+    (s1, m1), (s2, m2) = (jax.jit(make_train(agent))(key) for agent in (split, per_step))
+    assert float(np.asarray(m1["episode_length"]).max()) > 15  # most episodes end at the limit (bootstrapped)
+    np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m1["value_loss"], m2["value_loss"], rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_cartpole_learns_far_beyond_random():
     config = ppo.PPOConfig(total_timesteps=150_000)
     env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=config.num_envs)
