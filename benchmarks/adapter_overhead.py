@@ -125,6 +125,61 @@ def raw_gymnax(name, num_envs, steps, space):
     return run
 
 
+def raw_playground(name, num_envs, steps, space):
+    from mujoco_playground import registry, wrapper
+    from pjrl_adapters.playground import default_impl
+    # Playground's own training wrapper (vmap, episode limit, auto-reset to the cached first state),
+    # on the physics pipeline the adapter picks by default
+    env = wrapper.wrap_for_brax_training(registry.load(name, config_overrides={"impl": default_impl()}),
+                                         episode_length=1000)
+
+    def run(key):
+        state = env.reset(jax.random.split(key, num_envs))
+
+        def body(state, k):
+            state = env.step(state, _actions(k, space, num_envs))
+            return state, state.reward.sum()
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[1].sum()
+
+    return run
+
+
+def raw_navix(name, num_envs, steps, space):
+    import navix
+    env = navix.make(name)
+
+    def run(key):
+        ts = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+
+        def body(ts, k):
+            # navix's own step: an ended episode is reset on the next call, which ignores its action
+            ts = jax.vmap(env.step)(ts, _actions(k, space, num_envs))
+            return ts, ts.reward.sum()
+
+        return jax.lax.scan(body, ts, jax.random.split(key, steps))[1].sum()
+
+    return run
+
+
+def raw_xminigrid(name, num_envs, steps, space):
+    import xminigrid
+    from xminigrid.wrappers import GymAutoResetWrapper
+    env, params = xminigrid.make(name)
+    env = GymAutoResetWrapper(env)  # xminigrid's own same-step auto-reset
+
+    def run(key):
+        timestep = jax.vmap(env.reset, in_axes=(None, 0))(params, jax.random.split(key, num_envs))
+
+        def body(timestep, k):
+            timestep = jax.vmap(env.step, in_axes=(None, 0, 0))(params, timestep, _actions(k, space, num_envs))
+            return timestep, timestep.reward.sum()
+
+        return jax.lax.scan(body, timestep, jax.random.split(key, steps))[1].sum()
+
+    return run
+
+
 CASES = [
     ("gymnax", "CartPole-v1", raw_gymnax),
     ("gymnax", "Breakout-MinAtar", raw_gymnax),
@@ -133,6 +188,11 @@ CASES = [
     ("pgx", "2048", raw_pgx),
     ("jumanji", "Game2048-v1", raw_jumanji),
     ("jumanji", "Snake-v1", raw_jumanji),
+    ("playground", "CartpoleBalance", raw_playground),
+    ("navix", "Navix-Empty-5x5-v0", raw_navix),
+    ("navix", "Navix-DoorKey-5x5-v0", raw_navix),
+    ("xminigrid", "MiniGrid-Empty-6x6", raw_xminigrid),
+    ("xminigrid", "MiniGrid-DoorKey-8x8", raw_xminigrid),
 ]
 
 
@@ -141,7 +201,7 @@ def main():
     p.add_argument("--num-envs", type=int, default=256)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--only", default=None, help="one library: gymnax, brax, pgx or jumanji")
+    p.add_argument("--only", default=None, help="one library: " + ", ".join(sorted({c[0] for c in CASES})))
     args = p.parse_args()
     key = jax.random.PRNGKey(0)
     print(f"{'env':34} {'raw compile':>11} {'raw run':>9} {'pjrl compile':>12} {'pjrl run':>9} {'ratio':>6}")

@@ -108,6 +108,10 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "brax:inverted_double_pendulum": dict(total_timesteps=500_000, num_envs=32, num_steps=64, num_minibatches=8,
                                           lr=1e-3, gamma=0.97, ent_coef=0.0, normalize_obs=True,
                                           normalize_reward=True),
+    # DM Control through MJX: return ~960 of 1000 after 500k steps (greedy ~999) on a CPU, 2 seeds; random ~350,
+    # the zero action ~700 (short sweep: lr 1e-3 / 3e-4, 16 or 32 envs, with and without normalisation)
+    "playground:CartpoleBalance": dict(total_timesteps=500_000, num_envs=32, num_steps=64, num_minibatches=8,
+                                       lr=1e-3, ent_coef=0.0, normalize_obs=True, normalize_reward=True),
     # score ~3900 after 500k steps (random: ~1100)
     "jumanji:Game2048-v1": dict(total_timesteps=1_000_000, num_envs=64, num_steps=32, lr=1e-3,
                                 hidden_sizes=(128, 128), normalize_reward=True),

@@ -86,6 +86,8 @@ class Adapter:
     list_envs: Callable[[], list[str]] | None
     make: Callable[..., VecEnv]
     requires: str = ""  # pip requirement that provides the library, for error messages
+    unlisted: Callable[[str], str | None] | None = None
+    """why an id the library knows is not offered here (None for an id it does not know), for `make`'s message"""
 
 
 _registered: dict[str, Any] = {}
@@ -154,6 +156,9 @@ def make(name: str, num_envs: int = 1, **kwargs) -> VecEnv:
     if adapter.list_envs is not None:
         ids = adapter.list_envs()
         if env_id not in ids:
+            why = adapter.unlisted(env_id) if getattr(adapter, "unlisted", None) else None
+            if why:
+                raise UnknownEnvError(f"{name} is not offered: {why}")
             close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.6)
             if not close:
                 lower = {i.lower(): i for i in ids}

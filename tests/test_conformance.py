@@ -103,6 +103,40 @@ def _envpool_excluded(ids):
     return out
 
 
+def _playground_expect(env_id, env, report):
+    assert isinstance(env.action_space, pjrl_envs.Box)
+    assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    assert report["truncated"] > 0 and report["terminated"] == 0  # DM Control ends by its time limit (or NaN)
+
+
+def _playground_options(env_id):
+    # PendulumSwingup runs the "fresh" auto-reset path as well
+    return {"episode_length": 40, "auto_reset": "fresh" if env_id == "PendulumSwingup" else "cached"}
+
+
+def _craftax_options(env_id):
+    return {"max_timesteps": 50}  # a short limit, to see truncation
+
+
+def _craftax_expect(env_id, env, report):
+    assert report["truncated"] > 0
+
+
+def _navix_options(env_id):
+    return {"observation_fn": "categorical_first_person"} if env_id == "Navix-DoorKey-5x5-v0" else {}
+
+
+def _navix_expect(env_id, env, report):
+    assert env.max_episode_steps == 100
+    if env_id == "Navix-Empty-5x5-v0":
+        assert report["terminated"] > 0 and report["truncated"] > 0  # the goal and the time limit both end episodes
+
+
+def _xminigrid_expect(env_id, env, report):
+    if env_id == "MiniGrid-EmptyRandom-5x5":
+        assert report["terminated"] > 0 and report["truncated"] > 0  # the goal and the time limit both end episodes
+
+
 def _corridor_expect(env_id, env, report):
     if env_id == "Corridor-v0":
         assert report["terminated"] > 0 and report["truncated"] > 0  # both ways an episode ends are seen
@@ -128,6 +162,24 @@ LIBRARIES = {
                                        "Hopper-v5", "CheetahRun-v1"),
                        excluded=_envpool_excluded, options=lambda env_id: ENVPOOL_OPTIONS.get(env_id, {}),
                        expect=_envpool_expect),
+    # DM Control through MJX (Menagerie's robots are not listed); the pendulum in --all-envs runs "fresh" resets
+    "playground": Library("mujoco_playground", num_envs=3, num_steps=90, representative=("CartpoleBalance",),
+                          options=_playground_options, expect=_playground_expect),
+    # the symbolic Classic env (flat vector) and the full game's pixels (an image)
+    "craftax": Library("craftax", num_envs=3, num_steps=60,
+                       representative=("Craftax-Classic-Symbolic-v1", "Craftax-Pixels-v1"),
+                       vmap_by_default=False, options=_craftax_options, expect=_craftax_expect),
+    # an Empty room (goal and time limit), a Door/Key one in a first-person view with its widened bounds,
+    # dynamic obstacles (balls moved by the step key)
+    "navix": Library("navix", num_envs=3, num_steps=120,
+                     representative=("Navix-Empty-5x5-v0", "Navix-DoorKey-5x5-v0", "Navix-Dynamic-Obstacles-6x6-v0"),
+                     vmap_by_default=False, options=_navix_options, expect=_navix_expect),
+    # an open room (a short limit: both endings), keys and doors, a memory corridor
+    "xminigrid": Library("xminigrid", num_envs=8, num_steps=120,
+                         representative=("MiniGrid-EmptyRandom-5x5", "MiniGrid-DoorKey-5x5", "MiniGrid-MemoryS8"),
+                         vmap_by_default=False,
+                         options=lambda env_id: {"max_steps": 20} if env_id == "MiniGrid-EmptyRandom-5x5" else {},
+                         expect=_xminigrid_expect),
     # the worked example of docs/writing-an-adapter.md
     "corridor": Library("", num_envs=8, num_steps=300, representative=("Corridor-v0",), expect=_corridor_expect),
 }
