@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = {
     "brax": (["brax_ppo.py", "--env", "brax:inverted_double_pendulum", "--total-timesteps", "256",
               "--num-envs", "4"], r"brax:inverted_double_pendulum: 256 steps .* policy return [\d.]+ over 4 episodes"),
+    "playground": (["playground_ppo.py", "--env", "playground:CartpoleBalance", "--total-timesteps", "4096"],
+                   r"playground:CartpoleBalance: 4096 steps x 1 seed\(s\) .* greedy return [\d.]+"),
     "minatar-gymnax": (["minatar_ppo.py", "--source", "gymnax", "--total-timesteps", "1024", "--num-envs", "8"],
                        r"gymnax:Breakout-MinAtar: 1024 steps x 1 seed"),
     "minatar-pgx": (["minatar_ppo.py", "--source", "pgx", "--total-timesteps", "1024", "--num-envs", "8"],
