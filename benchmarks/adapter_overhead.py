@@ -145,6 +145,24 @@ def raw_playground(name, num_envs, steps, space):
     return run
 
 
+def raw_craftax(name, num_envs, steps, space):
+    from craftax.craftax_env import make_craftax_env_from_name
+    env = make_craftax_env_from_name(name, auto_reset=True)
+    params = env.default_params
+
+    def run(key):
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+
+        def body(state, k):
+            keys = jax.random.split(k, num_envs)
+            out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, state, _actions(k, space, num_envs), params)
+            return out[1], out[2].sum()  # (obs, state, reward, done, info), craftax's own auto-reset
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[1].sum()
+
+    return run
+
+
 def raw_navix(name, num_envs, steps, space):
     import navix
     env = navix.make(name)
@@ -189,6 +207,8 @@ CASES = [
     ("jumanji", "Game2048-v1", raw_jumanji),
     ("jumanji", "Snake-v1", raw_jumanji),
     ("playground", "CartpoleBalance", raw_playground),
+    # a world per env per step on both sides (resets=num_envs), as craftax's own auto-reset; slow on a CPU
+    ("craftax", "Craftax-Classic-Symbolic-v1", raw_craftax),
     ("navix", "Navix-Empty-5x5-v0", raw_navix),
     ("navix", "Navix-DoorKey-5x5-v0", raw_navix),
     ("xminigrid", "MiniGrid-Empty-6x6", raw_xminigrid),
@@ -209,7 +229,8 @@ def main():
         if args.only and lib != args.only:
             continue
         name = f"{lib}:{env_id}"
-        adapter, space = adapter_rollout(name, args.num_envs, args.steps)
+        options = {"resets": args.num_envs} if lib == "craftax" else {}  # like for like with the raw env
+        adapter, space = adapter_rollout(name, args.num_envs, args.steps, **options)
         raw = raw_fn(env_id, args.num_envs, args.steps, space)
         raw_c, raw_r = _time(raw, key, args.repeats)
         ad_c, ad_r = _time(adapter, key, args.repeats)

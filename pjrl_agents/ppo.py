@@ -112,6 +112,9 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # the zero action ~700 (short sweep: lr 1e-3 / 3e-4, 16 or 32 envs, with and without normalisation)
     "playground:CartpoleBalance": dict(total_timesteps=500_000, num_envs=32, num_steps=64, num_minibatches=8,
                                        lr=1e-3, ent_coef=0.0, normalize_obs=True, normalize_reward=True),
+    # return ~3.6 after 100k steps and ~4.2 after 400k on a CPU (random: 1.49 over 1024 episodes); 4.7k steps/s
+    "craftax:Craftax-Classic-Symbolic-v1": dict(total_timesteps=1_000_000, num_envs=64, num_steps=64,
+                                                num_minibatches=8, lr=3e-4, hidden_sizes=(256, 256)),
     # score ~3900 after 500k steps (random: ~1100)
     "jumanji:Game2048-v1": dict(total_timesteps=1_000_000, num_envs=64, num_steps=32, lr=1e-3,
                                 hidden_sizes=(128, 128), normalize_reward=True),

@@ -48,8 +48,10 @@ class Env(abc.ABC):
     @abc.abstractmethod
     def step(self, state: Any, action: jax.Array, key: jax.Array) -> tuple[Any, TimeStep]: ...
 
-    def to_vec(self, num_envs: int) -> "VecEnv":
-        return AutoResetVecEnv(self, num_envs)
+    def to_vec(self, num_envs: int, resets: int | None = None) -> "VecEnv":
+        """`num_envs` copies with same-step auto-reset; `resets` bounds the resets computed per step
+        (see `AutoResetVecEnv`)."""
+        return AutoResetVecEnv(self, num_envs, resets)
 
     def check_render(self, path: str | os.PathLike) -> None:
         """Raises `RenderError` (or `MissingLibraryError`) unless `render` can draw to `path`; runs nothing."""
@@ -133,13 +135,24 @@ def _select(done: jax.Array, on_done: Any, otherwise: Any) -> Any:
 
 
 class AutoResetVecEnv(VecEnv):
-    """Turns a JAX-native `Env` into a `VecEnv` by `vmap` plus same-step auto-reset."""
+    """Turns a JAX-native `Env` into a `VecEnv` by `vmap` plus same-step auto-reset.
 
-    def __init__(self, env: Env, num_envs: int):
+    By default every env computes a fresh reset on every step and keeps it where its
+    episode ended (as gymnax's own `step` does). With `resets=k < num_envs`, a step
+    computes only `k` resets for the whole batch and hands them out, in env order, to
+    the envs whose episodes ended on it: for envs whose reset is costly (Craftax
+    generates a world) and episodes long beside `num_envs / k` steps. Should more
+    than `k` end on one step, the later ones reuse those `k` initial states in turn.
+    """
+
+    def __init__(self, env: Env, num_envs: int, resets: int | None = None):
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if resets is not None and not 1 <= int(resets) <= int(num_envs):
+            raise ValueError(f"resets must be between 1 and num_envs={num_envs}, got {resets}")
         self.env = env
         self.num_envs = int(num_envs)
+        self.resets = None if resets is None or int(resets) == int(num_envs) else int(resets)
         self.observation_space = env.observation_space
         self.action_space = env.action_space
         # Reset returns the same info keys as step, zero-filled, so a TimeStep
@@ -169,7 +182,21 @@ class AutoResetVecEnv(VecEnv):
         return jax.vmap(self._reset_one)(jax.random.split(key, self.num_envs))
 
     def step(self, state, action, key):
-        return jax.vmap(self._step_one)(state, action, jax.random.split(key, self.num_envs))
+        if self.resets is None:
+            return jax.vmap(self._step_one)(state, action, jax.random.split(key, self.num_envs))
+        step_key, reset_key = jax.random.split(key)
+        state, ts = jax.vmap(self.env.step)(state, action, jax.random.split(step_key, self.num_envs))
+        fresh_state, fresh = jax.vmap(self.env.reset)(jax.random.split(reset_key, self.resets))
+        done = ts.terminated | ts.truncated
+        which = (jnp.cumsum(done) - 1) % self.resets  # the i-th env to end takes reset i (mod k)
+
+        def select(on_done, otherwise):
+            on_done = on_done[which]
+            return jnp.where(done.reshape(done.shape + (1,) * (on_done.ndim - 1)), on_done, otherwise)
+
+        state = jax.tree.map(select, fresh_state, state)
+        obs = jax.tree.map(select, fresh.obs, ts.obs)
+        return state, ts._replace(obs=obs, final_obs=ts.obs, action_mask=select(fresh.action_mask, ts.action_mask))
 
     @property
     def name(self) -> str:

@@ -114,12 +114,10 @@ def _playground_options(env_id):
     return {"episode_length": 40, "auto_reset": "fresh" if env_id == "PendulumSwingup" else "cached"}
 
 
-def _craftax_options(env_id):
-    return {"max_timesteps": 50}  # a short limit, to see truncation
-
-
 def _craftax_expect(env_id, env, report):
-    assert report["truncated"] > 0
+    assert env.max_episode_steps == 20 and report["truncated"] > 0  # the time limit is truncation
+    if "Pixels" in env_id:
+        assert len(env.observation_space.shape) == 3 and env.observation_space.shape[-1] == 3
 
 
 def _navix_options(env_id):
@@ -165,10 +163,12 @@ LIBRARIES = {
     # DM Control through MJX (Menagerie's robots are not listed); the pendulum in --all-envs runs "fresh" resets
     "playground": Library("mujoco_playground", num_envs=3, num_steps=90, representative=("CartpoleBalance",),
                           options=_playground_options, expect=_playground_expect),
-    # the symbolic Classic env (flat vector) and the full game's pixels (an image)
+    # Craftax-Classic from symbols and from pixels, one env with its own world on every reset
+    # (full Craftax compiles for ~2 min on a CPU: --all-envs only)
     "craftax": Library("craftax", num_envs=3, num_steps=60,
-                       representative=("Craftax-Classic-Symbolic-v1", "Craftax-Pixels-v1"),
-                       vmap_by_default=False, options=_craftax_options, expect=_craftax_expect),
+                       representative=("Craftax-Classic-Symbolic-v1", "Craftax-Classic-Pixels-v1"),
+                       vmap_by_default=False, expect=_craftax_expect,
+                       options=lambda env_id: {"max_timesteps": 20, "resets": 3 if "Pixels" in env_id else 1}),
     # an Empty room (goal and time limit), a Door/Key one in a first-person view with its widened bounds,
     # dynamic obstacles (balls moved by the step key)
     "navix": Library("navix", num_envs=3, num_steps=120,

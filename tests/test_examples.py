@@ -14,6 +14,8 @@ CASES = {
               "--num-envs", "4"], r"brax:inverted_double_pendulum: 256 steps .* policy return [\d.]+ over 4 episodes"),
     "playground": (["playground_ppo.py", "--env", "playground:CartpoleBalance", "--total-timesteps", "4096"],
                    r"playground:CartpoleBalance: 4096 steps x 1 seed\(s\) .* greedy return [\d.]+"),
+    "craftax": (["craftax_ppo.py", "--total-timesteps", "4096", "--episodes", "2"],
+                r"craftax:Craftax-Classic-Symbolic-v1: 4096 steps .* greedy achievements per episode [\d.]+"),
     "minatar-gymnax": (["minatar_ppo.py", "--source", "gymnax", "--total-timesteps", "1024", "--num-envs", "8"],
                        r"gymnax:Breakout-MinAtar: 1024 steps x 1 seed"),
     "minatar-pgx": (["minatar_ppo.py", "--source", "pgx", "--total-timesteps", "1024", "--num-envs", "8"],

@@ -45,6 +45,32 @@ def test_same_step_auto_reset_puts_last_obs_in_final_obs():
     assert int(steps[3].info["steps"][0]) == 1
 
 
+def test_bounded_resets_hand_out_k_initial_states_in_env_order():
+    env = AutoResetVecEnv(CounterEnv(length=3, random_start=True), 5, resets=2)
+    state, first = env.reset(KEY)
+    starts = np.asarray(first.obs[:, 0])
+    step = jax.jit(env.step)
+    action = jnp.zeros((5,), jnp.int32)
+    outs = []
+    for i in range(4):
+        state, ts = step(state, action, jax.random.PRNGKey(10 + i))
+        outs.append(ts)
+    for ts in outs[:2]:  # nothing ended: every env goes on, no reset handed out
+        np.testing.assert_array_equal(ts.obs, ts.final_obs)
+    end = outs[2]
+    assert end.terminated.all()
+    np.testing.assert_array_equal(end.final_obs[:, 0], starts + 3)
+    new = np.asarray(end.obs[:, 0])
+    assert ((new >= 50) & (new < 60)).all()
+    # five envs ended on one step and two resets were drawn: envs 0, 2, 4 share the first, 1 and 3 the second
+    assert new[0] == new[2] == new[4] and new[1] == new[3]
+    # each env's state is its new episode's: the next step continues from the handed-out start
+    np.testing.assert_array_equal(outs[3].final_obs[:, 0], new + 1)
+    assert (np.asarray(outs[3].info["steps"]) == 1).all()
+    with pytest.raises(ValueError, match="resets must be between 1 and num_envs=5"):
+        AutoResetVecEnv(CounterEnv(), 5, resets=6)
+
+
 def test_reset_info_has_step_keys_zero_filled():
     env = AutoResetVecEnv(CounterEnv(), 3)
     _, ts = env.reset(KEY)
