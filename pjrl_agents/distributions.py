@@ -18,8 +18,18 @@ class Categorical:
         return logits if mask is None else jnp.where(mask, logits, _MASKED)
 
     @staticmethod
+    def noise(key, logits):
+        """The randomness of one `sample` (Gumbel noise like `logits`; arrays or shape structs)."""
+        return jax.random.gumbel(key, logits.shape, logits.dtype)
+
+    @staticmethod
+    def sample_from(noise, logits, mask=None):
+        """The sample `noise` picks: the Gumbel-max trick, as `jax.random.categorical` draws it."""
+        return jnp.argmax(noise + Categorical._logits(logits, mask), -1)
+
+    @staticmethod
     def sample(key, logits, mask=None):
-        return jax.random.categorical(key, Categorical._logits(logits, mask))
+        return Categorical.sample_from(Categorical.noise(key, logits), logits, mask)
 
     @staticmethod
     def log_prob(logits, action, mask=None):
@@ -40,9 +50,17 @@ class DiagGaussian:
     """`(mean, log_std)`, each `(B, D)`; log-probabilities sum over action dimensions."""
 
     @staticmethod
-    def sample(key, params, mask=None):
+    def noise(key, params):
+        return jax.random.normal(key, params[0].shape)
+
+    @staticmethod
+    def sample_from(noise, params, mask=None):
         mean, log_std = params
-        return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        return mean + jnp.exp(log_std) * noise
+
+    @staticmethod
+    def sample(key, params, mask=None):
+        return DiagGaussian.sample_from(DiagGaussian.noise(key, params), params, mask)
 
     @staticmethod
     def log_prob(params, action, mask=None):
@@ -76,9 +94,17 @@ class MultiCategorical:
         masks = [None] * len(blocks) if mask is None else jnp.split(mask, self._splits, axis=-1)
         return list(zip(blocks, masks))
 
-    def sample(self, key, logits, mask=None):
+    def noise(self, key, logits):
         keys = jax.random.split(key, len(self.nvec))
-        return jnp.stack([Categorical.sample(k, l, m) for k, (l, m) in zip(keys, self._blocks(logits, mask))], -1)
+        shapes = [logits.shape[:-1] + (n,) for n in self.nvec]
+        return [jax.random.gumbel(k, shape, logits.dtype) for k, shape in zip(keys, shapes)]
+
+    def sample_from(self, noise, logits, mask=None):
+        return jnp.stack([Categorical.sample_from(g, l, m) for g, (l, m) in zip(noise, self._blocks(logits, mask))],
+                         -1)
+
+    def sample(self, key, logits, mask=None):
+        return self.sample_from(self.noise(key, logits), logits, mask)
 
     def log_prob(self, logits, action, mask=None):
         return sum(Categorical.log_prob(l, action[..., i], m) for i, (l, m) in enumerate(self._blocks(logits, mask)))

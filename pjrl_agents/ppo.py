@@ -352,12 +352,25 @@ class PPO:
         return PPOState(params, self.optimizer.init(params), env_state, ts.obs, ts.action_mask, actor_out, value,
                         key, jnp.zeros((), jnp.int32), none, none, config, memory, next_memory, start)
 
+    def _rollout(self, state: PPOState, key: jax.Array):
+        """`num_steps` steps of every env: scans `_env_step` over `split(key, num_steps)`, with each step's
+        action noise and env key drawn up front, in one batched draw for the whole rollout (a random draw
+        inside the loop is a kernel of its own per step). The same numbers as the step-by-step draws."""
+        keys = jax.vmap(jax.random.split)(jax.random.split(key, self.config.num_steps))  # (T, 2): action, env
+        noise = jax.vmap(lambda k: self.dist.noise(k, state.actor_out))(keys[:, 0])
+        return jax.lax.scan(self._step, state, (keys[:, 1], noise))
+
     def _env_step(self, state: PPOState, key: jax.Array):
-        # SELECT ACTION (with a split critic the actor runs here; else the network already ran on state.obs)
+        """One step of every env, its action drawn with `key`."""
         act_key, step_key = jax.random.split(key)
+        return self._step(state, (step_key, self.dist.noise(act_key, state.actor_out)))
+
+    def _step(self, state: PPOState, inputs):
+        step_key, noise = inputs
+        # SELECT ACTION (with a split critic the actor runs here; else the network already ran on state.obs)
         actor_out = (self.network.apply(state.params, state.obs, method=self.network.actor) if self.split_critic
                      else state.actor_out)
-        action = self.dist.sample(act_key, actor_out, state.mask)
+        action = self.dist.sample_from(noise, actor_out, state.mask)
         log_prob = self.dist.log_prob(actor_out, action, state.mask)
 
         # STEP ENV
@@ -458,8 +471,7 @@ class PPO:
         first_memory = state.memory  # each env's state at the rollout's first step (recurrent)
 
         # COLLECT TRAJECTORIES
-        state, (traj, episode) = jax.lax.scan(
-            self._env_step, state, jax.random.split(rollout_key, sizes.num_steps))
+        state, (traj, episode) = self._rollout(state, rollout_key)
 
         if self.split_critic:
             traj = self._value_rollout(state.params, traj)

@@ -158,3 +158,36 @@ def test_continuous_actions_learn_on_pendulum():
     ret = np.asarray(metrics["episode_return"])
     # a random policy scores about -1200
     assert final_returns(ret[None])[0] > -900, ret[-10:]
+
+
+@pytest.mark.parametrize("env_id", ["gymnax:CartPole-v1", "gymnax:Pendulum-v1"])
+def test_rollout_draws_up_front_the_numbers_of_step_by_step_draws(env_id):
+    """`_rollout` draws every step's action noise and env key before its loop; the actions, log-probs,
+    rewards and final state equal those of scanning `_env_step` (each step drawing its own): discrete
+    actions exactly, Gaussian ones to rounding (XLA may fuse mean + std * noise differently)."""
+    env = pjrl_envs.make(env_id, num_envs=SMALL.num_envs)
+    agent = ppo.PPO(SMALL, env)
+    state = agent.init(jax.random.PRNGKey(3))
+    key = jax.random.PRNGKey(4)
+    up_front = jax.jit(agent._rollout)(state, key)
+    step_by_step = jax.jit(lambda s, k: jax.lax.scan(agent._env_step, s, jax.random.split(k, SMALL.num_steps)))(
+        state, key)
+    for a, b in zip(jax.tree.leaves(up_front), jax.tree.leaves(step_by_step)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if env_id.endswith("CartPole-v1"):
+        np.testing.assert_array_equal(up_front[1][0].action, step_by_step[1][0].action)
+        np.testing.assert_array_equal(up_front[1][0].log_prob, step_by_step[1][0].log_prob)
+
+
+@pytest.mark.parametrize("dist", ["categorical", "gaussian", "multi"])
+def test_sample_is_its_noise_then_sample_from(dist):
+    """`sample(key, ...)` == `sample_from(noise(key, ...), ...)`; the categorical as `jax.random.categorical`."""
+    from pjrl_agents.distributions import DiagGaussian, MultiCategorical
+    key, logits = jax.random.PRNGKey(7), jax.random.normal(jax.random.PRNGKey(8), (64, 5))
+    d, out = {"categorical": (Categorical, logits), "gaussian": (DiagGaussian, (logits, logits * 0.1)),
+              "multi": (MultiCategorical([2, 3]), logits)}[dist]
+    drawn = d.sample(key, out)
+    np.testing.assert_array_equal(drawn, d.sample_from(d.noise(key, out), out))
+    if dist == "categorical":
+        np.testing.assert_array_equal(drawn, jax.random.categorical(key, logits))
+        assert len(np.unique(np.asarray(drawn))) > 1

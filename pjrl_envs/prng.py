@@ -1,0 +1,42 @@
+"""Threefry, the default PRNG, lowered without a loop on the CPU.
+
+JAX lowers the Threefry-2x32 hash on the CPU as a 5-iteration `while` loop (on GPU and
+TPU it is straight-line code). Every `jax.random` call in a scanned training step then
+runs a small loop of its own, and on the CPU each iteration of it costs a handful of
+dispatched kernels: in PPO's rollout, where an env step and an action draw make five
+such calls on arrays of a few numbers, the loops are a large part of the step.
+`unroll_threefry_on_cpu()` registers JAX's own straight-line lowering of the same hash
+for the CPU, so XLA fuses each call into one kernel. The random bits are the same, bit
+for bit; only the compiled program changes (it compiles faster too).
+
+`import pjrl_envs` applies it. It touches a private JAX table, so it is applied only
+for the JAX it was checked against (`JAX_VERSIONS`); `active()` says whether it is in
+force.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+
+JAX_VERSIONS = ("0.10.2",)
+_state = {"active": False}
+
+
+def unroll_threefry_on_cpu() -> bool:
+    """Lower Threefry-2x32 on the CPU without a loop; returns whether it is in force."""
+    if _state["active"] or jax.__version__ not in JAX_VERSIONS:
+        return _state["active"]
+    from jax._src.interpreters import mlir
+    from jax._src.random import threefry2x32 as threefry
+
+    rule = mlir.lower_fun(partial(threefry._threefry2x32_lowering, use_rolled_loops=False),
+                          multiple_results=True)
+    mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
+    _state["active"] = True
+    return True
+
+
+def active() -> bool:
+    """Whether the straight-line CPU lowering is registered."""
+    return _state["active"]
