@@ -5,9 +5,12 @@
 For 1, 16 and 64 seeds (vmapped, one compile) it prints pjrl's figures, the
 reference's (PureJaxRL's own ppo.py, run as a subprocess in the same Python)
 and their ratio, and the ceiling: a jit+scan of the vmapped env step with
-random actions at the same batch. Then cold and warm compile of `pjrl train`
-with the persistent compilation cache, and its run time beside the compiled core's. Medians over
---repeats runs.
+random actions at the same batch. Above one seed, pjrl's figures come twice: the
+seeds vmapped on one device, and split over one CPU device per core as `pjrl train`
+does on a CPU (`distributed.use_cpu_cores`; on a GPU both are the one device). Then
+cold and warm compile of `pjrl train` with the persistent compilation cache, and its
+run time beside the compiled core's, at 1 seed and at the first larger seed count.
+Medians over --repeats runs.
 """
 from __future__ import annotations
 
@@ -26,17 +29,25 @@ import numpy as np
 
 import pjrl_envs
 from benchmarks.common import ratio, run_reference, time_compiled
-from pjrl_agents import ppo
+from pjrl_agents import distributed, ppo
 from pjrl_agents.experiment import final_returns
 
 ENV = "CartPole-v1"
 
 
-def bench_pjrl(seeds: int, steps: int, repeats: int) -> dict:
+def bench_pjrl(seeds: int, steps: int, repeats: int, cores: bool = False) -> dict:
+    """The compiled training of `seeds` seeds: vmapped on one device, or (`cores`) split over the devices
+    as `pjrl train` lays them out (`distributed.plan`)."""
     config = ppo.PPOConfig(total_timesteps=steps)
     env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
-    fn = jax.jit(jax.vmap(ppo.make_train(config, env)))
-    r = time_compiled(fn, jax.random.split(jax.random.PRNGKey(0), seeds), repeats=repeats)
+    train = ppo.make_train(config, env)
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    if cores:
+        plan = distributed.plan(None, config.num_envs, seeds)
+        fn, keys = plan.jit(train, in_axes=(0,)), plan.put(keys)
+    else:
+        fn = jax.jit(jax.vmap(train))
+    r = time_compiled(fn, keys, repeats=repeats)
     r["final_return"] = float(final_returns(np.asarray(r.pop("out")[1]["episode_return"])).mean())
     r["steps_per_s"] = steps * seeds / r["run_s"]
     return r
@@ -62,7 +73,7 @@ def bench_ceiling(seeds: int, steps: int, repeats: int) -> dict:
     return r
 
 
-def pjrl_train(steps: int, runs: int = 3) -> dict:
+def pjrl_train(steps: int, runs: int = 3, seeds: int = 1) -> dict:
     """What users run: `pjrl train` (files and TensorBoard on) `runs` times sharing a fresh persistent
     cache. Returns the cold compile (first run), the warm one (median of the others) and the median run s."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +82,8 @@ def pjrl_train(steps: int, runs: int = 3) -> dict:
         for i in range(runs):
             run_dir = os.path.join(tmp, f"run{i}")
             subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--total-timesteps", str(steps),
-                            "--quiet", "--out", run_dir], env=env, check=True, capture_output=True)
+                            "--num-seeds", str(seeds), "--quiet", "--out", run_dir], env=env, check=True,
+                           capture_output=True)
             out.append(json.loads(Path(run_dir, "summary.json").read_text()))
     return {"compile_cold_s": out[0]["compile_s"], "compile_warm_s": float(np.median([o["compile_s"] for o in out[1:]])),
             "run_s": float(np.median([o["run_s"] for o in out]))}
@@ -85,38 +97,51 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py")
     a = p.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus")
+    distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus, "
+          f"{len(jax.devices())} devices")
     rows = []
     for seeds in [int(s) for s in a.seeds.split(",")]:
         steps = a.steps if seeds == 1 else a.steps_multi
         ours = bench_pjrl(seeds, steps, a.repeats)
+        cores = bench_pjrl(seeds, steps, a.repeats, cores=True) if seeds > 1 and len(jax.devices()) > 1 else None
         ceiling = bench_ceiling(seeds, steps, a.repeats)
         ref = run_reference(a.reference, ["--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps",
                                           str(steps), "--repeats", str(a.repeats)]) if a.reference else None
-        row = {"seeds": seeds, "steps_per_seed": steps,
-               "pjrl": {k: round(v, 3) if isinstance(v, float) else v for k, v in ours.items() if k != "run_s_all"},
+        row = {"seeds": seeds, "steps_per_seed": steps, "pjrl": _rounded(ours),
                "ceiling_steps_per_s": round(ceiling["steps_per_s"])}
-        line = (f"seeds={seeds:3d} steps/seed={steps:,}: pjrl compile {ours['compile_s']:.2f}s run "
+        line = (f"seeds={seeds:3d} steps/seed={steps:,}: pjrl (one device) compile {ours['compile_s']:.2f}s run "
                 f"{ours['run_s']:.2f}s {ours['steps_per_s']:,.0f} steps/s return {ours['final_return']:.1f} | "
                 f"env-only ceiling {ceiling['steps_per_s']:,.0f} steps/s "
                 f"(training at {ours['steps_per_s'] / ceiling['steps_per_s']:.0%} of it)")
+        if cores:
+            row["pjrl_cores"] = _rounded(cores)
+            line += (f"\n    pjrl (seeds over {len(jax.devices())} core devices) compile {cores['compile_s']:.2f}s run "
+                     f"{cores['run_s']:.2f}s {cores['steps_per_s']:,.0f} steps/s return {cores['final_return']:.1f}")
         if ref:
             row["reference"] = ref
             line += (f"\n    PureJaxRL compile {ref['compile_s']:.2f}s run {ref['run_s']:.2f}s "
-                     f"{ref['steps_per_s']:,} steps/s return {ref['final_return']:.1f} | pjrl/PureJaxRL: compile "
-                     f"{ratio(ours['compile_s'], ref['compile_s'])}, run {ratio(ours['run_s'], ref['run_s'])}, "
-                     f"speed {ratio(ours['steps_per_s'], ref['steps_per_s'])}")
+                     f"{ref['steps_per_s']:,} steps/s return {ref['final_return']:.1f}")
+            for name, r in (("one device", ours), ("cores", cores)):
+                if r:
+                    line += (f"\n    pjrl ({name}) / PureJaxRL: compile {ratio(r['compile_s'], ref['compile_s'])}, "
+                             f"run {ratio(r['run_s'], ref['run_s'])}, speed "
+                             f"{ratio(r['steps_per_s'], ref['steps_per_s'])}")
         print(line, flush=True)
         rows.append(row)
-    cli = pjrl_train(a.steps)
-    cold, warm = cli["compile_cold_s"], cli["compile_warm_s"]
-    line = f"pjrl train compile: cold {cold:.2f}s, warm (persistent cache) {warm:.2f}s ({warm / cold:.0%} of cold)"
-    if rows[0]["seeds"] == 1:
-        core = rows[0]["pjrl"]["run_s"]
-        line += (f"\npjrl train run (files and TensorBoard on) {cli['run_s']:.2f}s vs the compiled core "
-                 f"{core:.2f}s at 1 seed: {ratio(cli['run_s'], core)}")
-    print(line)
-    print(json.dumps({"rows": rows, "pjrl_train": cli}))
+    clis = {}
+    for row in rows[:1] + [r for r in rows if r["seeds"] > 1][:1]:
+        seeds, core = row["seeds"], row.get("pjrl_cores", row["pjrl"])
+        cli = clis[seeds] = pjrl_train(row["steps_per_seed"], seeds=seeds)
+        cold, warm = cli["compile_cold_s"], cli["compile_warm_s"]
+        print(f"pjrl train --num-seeds {seeds}: compile cold {cold:.2f}s, warm (persistent cache) {warm:.2f}s "
+              f"({warm / cold:.0%} of cold); run (files and TensorBoard on) {cli['run_s']:.2f}s vs the compiled "
+              f"core {core['run_s']:.2f}s: {ratio(cli['run_s'], core['run_s'])}", flush=True)
+    print(json.dumps({"rows": rows, "pjrl_train": clis}))
+
+
+def _rounded(r: dict) -> dict:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items() if k != "run_s_all"}
 
 
 if __name__ == "__main__":

@@ -256,13 +256,15 @@ def _cmd_train(argv) -> int:
         args.process_id = None if args.process_id is None else int(args.process_id)
     if not args.resume:
         return _run_train(spec, args)
-    distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # before JAX starts
+    if not distributed.initialize(args.coordinator, args.num_processes, args.process_id):  # before JAX starts
+        distributed.use_cpu_cores()
     return _report(runner.resume(args.resume, progress=None if args.quiet else print))
 
 
 def _run_train(spec, args) -> int:
     from pjrl_agents import distributed, runner
-    distributed.initialize(args.coordinator, args.num_processes, args.process_id)  # before JAX starts
+    if not distributed.initialize(args.coordinator, args.num_processes, args.process_id):  # before JAX starts
+        distributed.use_cpu_cores()
     return _report(runner.train(spec, out=args.out, progress=None if args.quiet else print))
 
 

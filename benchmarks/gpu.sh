@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# GPU figures for the README, each beside PureJaxRL's own script where it has one:
+#   1. PPO on gymnax CartPole-v1 at 1, 256 and 2048 seeds (benchmarks/ppo_gymnax.py: compile, run, steps/s,
+#      the reference's figures and the ratios, `pjrl train` beside the compiled core)
+#   2. PPO on Breakout-MinAtar at PureJaxRL's MinAtar config, 8 seeds (benchmarks/minatar_ppo.py)
+#   3. `pjrl train --env brax:ant` (PPO, 2048 envs), what users run: compile, run, steps/s, return
+#
+#   bash benchmarks/gpu.sh            # on a machine whose JAX sees a GPU (about 10 minutes on one H200)
+#   bash benchmarks/gpu.sh --smoke    # every step at toy sizes, on any machine (tests/test_benchmarks.py runs it)
+#
+# PY (default .venv/bin/python) and REF (default ../shared/reference/bench_purejaxrl.py) can be set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+REF=${REF:-../shared/reference/bench_purejaxrl.py}
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+if [[ "${1:-}" == "--smoke" ]]; then
+    SEEDS=1,2; STEPS=2048; MULTI=2048; REPEATS=1
+    MINATAR_STEPS=8192; MINATAR_SEEDS=2
+    ANT=(--total-timesteps 2048 --set num_envs=8 --set num_steps=16 --set num_minibatches=4)
+elif [[ -n "${1:-}" ]]; then
+    echo "gpu.sh: unknown argument $1; use no argument (a GPU run) or --smoke" >&2
+    exit 2
+else
+    if ! "$PY" -c "import jax, sys; sys.exit(jax.devices()[0].platform != 'gpu')" 2>/dev/null; then
+        echo "gpu.sh: JAX sees no GPU here; run it on a GPU machine, or try it with --smoke" >&2
+        exit 2
+    fi
+    SEEDS=1,256,2048; STEPS=500000; MULTI=100000; REPEATS=3
+    MINATAR_STEPS=1e6; MINATAR_SEEDS=8
+    ANT=(--total-timesteps 5000000 --set num_envs=2048 --set num_steps=10 --set num_minibatches=32
+         --set update_epochs=4 --set lr=3e-4 --set gamma=0.97 --set ent_coef=0.0 --set normalize_obs=true
+         --set normalize_reward=true --set hidden_sizes=256,256)
+fi
+refarg=()
+[[ -f "$REF" ]] && refarg=(--reference "$REF")
+
+echo "== 1. PPO, gymnax CartPole-v1, seeds $SEEDS"
+"$PY" benchmarks/ppo_gymnax.py --seeds "$SEEDS" --steps "$STEPS" --steps-multi "$MULTI" --repeats "$REPEATS" \
+    "${refarg[@]}" | grep -v '^{'
+echo "== 2. PPO, Breakout-MinAtar, $MINATAR_SEEDS seeds"
+"$PY" benchmarks/minatar_ppo.py --steps "$MINATAR_STEPS" --seeds "$MINATAR_SEEDS" "${refarg[@]}"
+echo "== 3. pjrl train --env brax:ant"
+"$PY" -m pjrl_agents.cli train --env brax:ant --quiet --out "$OUT/ant" "${ANT[@]}" >/dev/null
+"$PY" - "$OUT/ant/summary.json" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"brax:ant PPO: {s['total_timesteps']:,} steps, compile {s['compile_s']:.1f}s, run {s['run_s']:.1f}s, "
+      f"{s['steps_per_s']:,} steps/s, final return {s['final_return_mean']:.1f}")
+EOF
