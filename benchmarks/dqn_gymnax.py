@@ -6,7 +6,9 @@
 Prints, per seed count, one JSON line: compile_s (lower + compile, apart from
 running), run_s (median of the repeats), steps_per_s (env steps over all seeds
 per second) and final_return (mean return over the last 5% of updates, over
-seeds). With --reference, runs that script with `--algo dqn` in this Python for
+seeds). Above one seed it runs twice: vmapped on one device, and split over one
+CPU device per core as `pjrl train` lays the seeds out on a CPU ("layout":
+"cores"). With --reference, runs that script with `--algo dqn` in this Python for
 the same seeds and steps, and prints the ratios (above 1: pjrl is faster).
 """
 from __future__ import annotations
@@ -22,18 +24,23 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import dqn
+from pjrl_agents import distributed, dqn
 from pjrl_agents.experiment import final_returns
 
 ENV = "gymnax:CartPole-v1"
 
 
-def bench(num_seeds: int, steps: int, repeats: int) -> dict:
+def bench(num_seeds: int, steps: int, repeats: int, cores: bool = False) -> dict:
     # PureJaxRL's dqn.py config exactly (ENV_DEFAULTS also anneals the learning rate; the cost is the same)
     config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
     env = pjrl_envs.make(ENV, num_envs=config.num_envs)
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    fn = jax.jit(jax.vmap(dqn.make_train(config, env)))
+    train = dqn.make_train(config, env)
+    if cores:  # as `pjrl train` lays the seeds out
+        plan = distributed.plan(None, config.num_envs, num_seeds)
+        fn, keys = plan.jit(train, in_axes=(0,)), plan.put(keys)
+    else:
+        fn = jax.jit(jax.vmap(train))
     t0 = time.perf_counter()
     compiled = fn.lower(keys).compile()
     compile_s = time.perf_counter() - t0
@@ -45,7 +52,8 @@ def bench(num_seeds: int, steps: int, repeats: int) -> dict:
     run_s = statistics.median(runs)
     returns = np.asarray(metrics["episode_return"])  # (seeds, updates)
     total = config.num_updates * config.steps_per_update
-    return {"ref": "pjrl", "algo": "dqn", "env": ENV, "seeds": num_seeds, "steps": total,
+    return {"ref": "pjrl", "layout": "cores" if cores else "one device", "algo": "dqn", "env": ENV,
+            "seeds": num_seeds, "steps": total,
             "compile_s": round(compile_s, 3), "run_s": round(run_s, 3), "run_s_all": [round(x, 3) for x in runs],
             "steps_per_s": round(total * num_seeds / run_s),
             "final_return": round(float(final_returns(returns).mean()), 2)}
@@ -67,17 +75,23 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median reported)")
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py to run side by side")
     a = p.parse_args()
+    distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}", flush=True)
     for n in (int(s) for s in a.seeds.split(",")):
-        ours = bench(n, int(a.steps), a.repeats)
-        print(json.dumps(ours), flush=True)
+        results = [bench(n, int(a.steps), a.repeats)]
+        if n > 1 and jax.device_count() > 1:
+            results.append(bench(n, int(a.steps), a.repeats, cores=True))
+        for ours in results:
+            print(json.dumps(ours), flush=True)
         if a.reference:
             ref = reference(a.reference, n, int(a.steps), a.repeats)
             print(json.dumps(ref), flush=True)
-            print(json.dumps({"seeds": n, "speedup_run": round(ref["run_s"] / ours["run_s"], 2),
-                              "speedup_compile": round(ref["compile_s"] / ours["compile_s"], 2),
-                              "final_return_pjrl": ours["final_return"],
-                              "final_return_purejaxrl": ref["final_return"]}), flush=True)
+            for ours in results:
+                print(json.dumps({"seeds": n, "layout": ours["layout"],
+                                  "speedup_run": round(ref["run_s"] / ours["run_s"], 2),
+                                  "speedup_compile": round(ref["compile_s"] / ours["compile_s"], 2),
+                                  "final_return_pjrl": ours["final_return"],
+                                  "final_return_purejaxrl": ref["final_return"]}), flush=True)
 
 
 if __name__ == "__main__":

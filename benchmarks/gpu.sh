@@ -17,9 +17,9 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
 if [[ "${1:-}" == "--smoke" ]]; then
-    SEEDS=1,2; STEPS=2048; MULTI=2048; REPEATS=1
+    SEEDS=1,2; STEPS=2048; MULTI=2048; REPEATS=1; CLI_RUNS=2
     MINATAR_STEPS=8192; MINATAR_SEEDS=2
-    ANT=(--total-timesteps 2048 --set num_envs=8 --set num_steps=16 --set num_minibatches=4)
+    ANT=(--total-timesteps 2048 --set num_envs=8 --set num_steps=16 --set num_minibatches=4 --eval-episodes 0)
 elif [[ -n "${1:-}" ]]; then
     echo "gpu.sh: unknown argument $1; use no argument (a GPU run) or --smoke" >&2
     exit 2
@@ -28,7 +28,7 @@ else
         echo "gpu.sh: JAX sees no GPU here; run it on a GPU machine, or try it with --smoke" >&2
         exit 2
     fi
-    SEEDS=1,256,2048; STEPS=500000; MULTI=100000; REPEATS=3
+    SEEDS=1,256,2048; STEPS=500000; MULTI=100000; REPEATS=3; CLI_RUNS=3
     MINATAR_STEPS=1e6; MINATAR_SEEDS=8
     ANT=(--total-timesteps 5000000 --set num_envs=2048 --set num_steps=10 --set num_minibatches=32
          --set update_epochs=4 --set lr=3e-4 --set gamma=0.97 --set ent_coef=0.0 --set normalize_obs=true
@@ -39,7 +39,7 @@ refarg=()
 
 echo "== 1. PPO, gymnax CartPole-v1, seeds $SEEDS"
 "$PY" benchmarks/ppo_gymnax.py --seeds "$SEEDS" --steps "$STEPS" --steps-multi "$MULTI" --repeats "$REPEATS" \
-    "${refarg[@]}" | grep -v '^{'
+    --cli-runs "$CLI_RUNS" "${refarg[@]}" | grep -v '^{'
 echo "== 2. PPO, Breakout-MinAtar, $MINATAR_SEEDS seeds"
 "$PY" benchmarks/minatar_ppo.py --steps "$MINATAR_STEPS" --seeds "$MINATAR_SEEDS" "${refarg[@]}"
 echo "== 3. pjrl train --env brax:ant"

@@ -96,7 +96,11 @@ def main():
     p.add_argument("--steps-multi", type=int, default=100_000, help="env steps per seed above 1 seed")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py")
+    p.add_argument("--cli-runs", type=int, default=3, help="`pjrl train` runs per seed count (the first compiles "
+                   "cold, the others warm), at least 2")
     a = p.parse_args()
+    if a.cli_runs < 2:
+        p.error(f"--cli-runs {a.cli_runs}: use 2 or more (one cold compile, then warm ones)")
     distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus, "
           f"{len(jax.devices())} devices")
@@ -132,7 +136,7 @@ def main():
     clis = {}
     for row in rows[:1] + [r for r in rows if r["seeds"] > 1][:1]:
         seeds, core = row["seeds"], row.get("pjrl_cores", row["pjrl"])
-        cli = clis[seeds] = pjrl_train(row["steps_per_seed"], seeds=seeds)
+        cli = clis[seeds] = pjrl_train(row["steps_per_seed"], runs=a.cli_runs, seeds=seeds)
         cold, warm = cli["compile_cold_s"], cli["compile_warm_s"]
         print(f"pjrl train --num-seeds {seeds}: compile cold {cold:.2f}s, warm (persistent cache) {warm:.2f}s "
               f"({warm / cold:.0%} of cold); run (files and TensorBoard on) {cli['run_s']:.2f}s vs the compiled "

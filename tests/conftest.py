@@ -3,6 +3,10 @@ import os
 
 import pytest
 
+# `pjrl train` makes each CPU core a device (distributed.use_cpu_cores); the suite already runs one worker per
+# core, so the runs it starts keep one device unless a test asks for more (tests/test_scale.py does).
+os.environ.setdefault("PJRL_CPU_DEVICES", "1")
+
 
 def pytest_addoption(parser):
     parser.addoption("--all-envs", action="store_true", default=os.environ.get("PJRL_ALL_ENVS") == "1",

@@ -182,7 +182,7 @@ def test_train_then_eval_and_load_policy_on_two_devices(tmp_path):
     out = tmp_path / "two"
     cmd = [sys.executable, "-m", "pjrl_agents.cli"]
     res = subprocess.run(cmd + ["train", "--total-timesteps", "4096", "--num-envs", "8", "--set", "num_steps=32",
-                                "--quiet", "--out", str(out)], env=_env(2), cwd=ROOT, capture_output=True, text=True,
+                                "--devices", "2", "--quiet", "--out", str(out)], env=_env(2), cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["devices"] == 2
@@ -399,3 +399,48 @@ def test_bad_device_and_process_flags_are_one_line(argv, words, capsys, tmp_path
     assert cli.main(["train", "--out", str(tmp_path / "run"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+CORES = r"""
+import json, os, sys
+from pjrl_agents import distributed
+from pjrl_agents.common import ConfigError
+res = {"set": distributed.use_cpu_cores()}
+import jax
+res["devices"] = len(jax.devices())
+res["again"] = distributed.use_cpu_cores()  # JAX has started: left alone
+res["layouts"] = {n: [distributed.plan(None, 4, n).layout, distributed.plan(None, 4, n).num_devices]
+                  for n in (1, 2, 3, 4)}
+print(json.dumps(res))
+"""
+
+
+@pytest.mark.parametrize("setting, devices", [("3", 3), ("", None), ("0", None)])
+def test_a_cpu_run_makes_its_cores_devices_and_splits_the_seeds_it_can(setting, devices):
+    """`use_cpu_cores` before JAX starts: PJRL_CPU_DEVICES=N devices, else one per core; with devices left
+    out, `plan` puts the runs on the most devices they divide over (one run on one). A bad count is one line."""
+    env = dict(os.environ, PJRL_CPU_DEVICES=setting, JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("XLA_FLAGS", None)
+    res = subprocess.run([sys.executable, "-c", CORES], env=env, capture_output=True, text=True, timeout=300)
+    if setting == "0":
+        assert res.returncode != 0 and "PJRL_CPU_DEVICES=0: expected a whole number >= 1" in res.stderr
+        return
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    cores = len(os.sched_getaffinity(0))
+    expected = devices or cores
+    assert out["devices"] == expected and out["again"] is None
+    assert out["set"] == (expected if expected > 1 else None)
+    for runs, (layout, used) in out["layouts"].items():
+        best = max(d for d in range(1, expected + 1) if int(runs) % d == 0)
+        assert (layout, used) == (("single", 1) if best == 1 else ("seeds", best)), (runs, layout, used)
+
+
+def test_a_device_count_already_chosen_is_left_alone():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3", JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("PJRL_CPU_DEVICES", None)
+    res = subprocess.run([sys.executable, "-c", CORES], env=env, capture_output=True, text=True, timeout=300)
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["set"] is None and out["devices"] == 3
