@@ -358,9 +358,13 @@ class Plan:
         mesh, split, whole = self.mesh, P(AXIS), P()
         in_specs = tuple(split if a == 0 else whole for a in in_axes)
         if metrics:
-            # 'envs': every device holds the same metrics (averaged over the mesh); take them as they are
+            # 'envs': every device holds the same metrics (averaged over the mesh); take them as they are.
+            # 'seeds': each device's metrics stay on it and the host assembles them; only several processes
+            # gather them on every device (an all-gather). A program without collectives never waits for
+            # another device's: CPU devices share one thread pool, and a collective among them can stall it.
             out_specs = (split, whole if self.layout == "envs" else split)
-            out_shardings = (NamedSharding(mesh, split), NamedSharding(mesh, whole))
+            gathered = self.layout == "envs" or jax.process_count() > 1
+            out_shardings = (NamedSharding(mesh, split), NamedSharding(mesh, whole if gathered else split))
         else:
             out_specs, out_shardings = split, NamedSharding(mesh, split)
         mapped = jax.shard_map(batched, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)

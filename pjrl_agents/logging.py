@@ -91,7 +91,8 @@ class TensorBoardSink:
     def __init__(self, run_dir: Path):
         from tensorboardX import FileWriter
         from tensorboardX.proto.summary_pb2 import Summary
-        self.writer, self._summary = FileWriter(str(run_dir / "tb"), flush_secs=5), Summary
+        # a queue deep enough for a chunk of rows: with the default (10) every add waits for the writer thread
+        self.writer, self._summary = FileWriter(str(run_dir / "tb"), max_queue=4096, flush_secs=5), Summary
 
     def log(self, rows: list[dict]) -> None:
         Summary = self._summary
