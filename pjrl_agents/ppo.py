@@ -469,6 +469,8 @@ class PPO:
         key, rollout_key, shuffle_key = jax.random.split(state.key, 3)
         rollout_key, shuffle_key = self._per_device(rollout_key), self._per_device(shuffle_key)
         first_memory = state.memory  # each env's state at the rollout's first step (recurrent)
+        # every epoch's minibatch order, drawn before the rollout (it depends on no result of it)
+        orders = jax.vmap(self._order)(jax.random.split(shuffle_key, sizes.update_epochs))
 
         # COLLECT TRAJECTORIES
         state, (traj, episode) = self._rollout(state, rollout_key)
@@ -489,12 +491,11 @@ class PPO:
         else:
             batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
 
-        def epoch(carry, key):
-            minibatches = self._minibatches(batch, key)
+        def epoch(carry, order):
+            minibatches = self._minibatches(batch, order)
             return jax.lax.scan(lambda c, b: self._minibatch_step(c, b, lr, hp), carry, minibatches)
 
-        (params, opt_state), losses = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(shuffle_key, sizes.update_epochs))
+        (params, opt_state), losses = jax.lax.scan(epoch, (state.params, state.opt_state), orders)
 
         # METRICS: a few scalars per update
         metrics, ep_return, ep_length = update_metrics(losses, episode, state.episode_return, state.episode_length,
@@ -514,8 +515,12 @@ class PPO:
         t = traj.reward.shape[0]
         return traj._replace(value=values[:t], next_value=values[t:], final_obs=None)
 
-    def _minibatches(self, batch: Batch, key: jax.Array) -> Batch:
-        """One epoch's minibatches, leaves `(num_minibatches, ...)`, in a random order.
+    def _order(self, key: jax.Array) -> jax.Array:
+        """One epoch's random order: of the transitions (feed-forward), or of the envs (recurrent)."""
+        return jax.random.permutation(key, self.env.num_envs if self.recurrent else self.config.steps_per_update)
+
+    def _minibatches(self, batch: Batch, perm: jax.Array) -> Batch:
+        """One epoch's minibatches in the order `perm` (`_order`), leaves `(num_minibatches, ...)`.
 
         Feed-forward: shuffled transitions of the flat `(N, ...)` batch. Recurrent: the envs are
         shuffled and split, so each minibatch holds whole sequences `(T, Bm, ...)` with each
@@ -523,9 +528,7 @@ class PPO:
         """
         mb = self.config.num_minibatches
         if not self.recurrent:
-            perm = jax.random.permutation(key, self.config.steps_per_update)
             return jax.tree.map(lambda x: jnp.take(x, perm, 0).reshape((mb, -1) + x.shape[1:]), batch)
-        perm = jax.random.permutation(key, self.env.num_envs)
 
         def split(x, axis):  # env axis `axis` -> (mb, ..., B / mb at `axis`, ...)
             x = jnp.moveaxis(jnp.take(x, perm, axis), axis, 0)

@@ -80,7 +80,7 @@ def test_the_loss_replays_the_rollout_exactly_from_whole_sequences(torso):
     assert np.asarray(traj.terminated | traj.truncated).sum() >= 4  # episodes end inside the rollout
     batch = ppo.Batch(traj.obs, traj.mask, traj.action, traj.log_prob, traj.value, traj.value, traj.value,
                       first_memory, traj.start)
-    minibatches = jax.jit(agent._minibatches)(batch, jax.random.PRNGKey(3))
+    minibatches = jax.jit(agent._minibatches)(batch, agent._order(jax.random.PRNGKey(3)))
     obs = np.asarray(traj.obs)  # (T, B, 4)
     seen = []
     for m in range(2):
