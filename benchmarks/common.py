@@ -23,6 +23,16 @@ def time_compiled(fn, *args, repeats: int = 3) -> dict:
     return {"compile_s": compile_s, "run_s": statistics.median(runs), "run_s_all": runs, "out": out}
 
 
+def seeds_program(train, keys, cores: bool = False):
+    """`(fn, keys)` to time: `train` vmapped over `keys` on one device, or (`cores`) with the seeds split over
+    the devices as `pjrl train` lays them out (`distributed.plan`)."""
+    if not cores:
+        return jax.jit(jax.vmap(train)), keys
+    from pjrl_agents import distributed
+    plan = distributed.plan(None, 1, len(keys))
+    return plan.jit(train, in_axes=(0,)), plan.put(keys)
+
+
 def run_reference(path: str, args: list[str], timeout: float | None = None) -> dict | None:
     """Runs the reference script (same Python) and returns its JSON line, or None on failure.
 

@@ -19,11 +19,15 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import numpy as np
 
 import pjrl_envs
+from benchmarks.common import seeds_program
 from pjrl_agents import distributed, dqn
 from pjrl_agents.experiment import final_returns
 
@@ -34,13 +38,7 @@ def bench(num_seeds: int, steps: int, repeats: int, cores: bool = False) -> dict
     # PureJaxRL's dqn.py config exactly (ENV_DEFAULTS also anneals the learning rate; the cost is the same)
     config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
     env = pjrl_envs.make(ENV, num_envs=config.num_envs)
-    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    train = dqn.make_train(config, env)
-    if cores:  # as `pjrl train` lays the seeds out
-        plan = distributed.plan(None, config.num_envs, num_seeds)
-        fn, keys = plan.jit(train, in_axes=(0,)), plan.put(keys)
-    else:
-        fn = jax.jit(jax.vmap(train))
+    fn, keys = seeds_program(dqn.make_train(config, env), jax.random.split(jax.random.PRNGKey(0), num_seeds), cores)
     t0 = time.perf_counter()
     compiled = fn.lower(keys).compile()
     compile_s = time.perf_counter() - t0

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import ratio, run_reference, time_compiled
+from benchmarks.common import ratio, run_reference, seeds_program, time_compiled
 from pjrl_agents import distributed, ppo
 from pjrl_agents.experiment import final_returns
 
@@ -41,12 +41,7 @@ def bench_pjrl(seeds: int, steps: int, repeats: int, cores: bool = False) -> dic
     config = ppo.PPOConfig(total_timesteps=steps)
     env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
     train = ppo.make_train(config, env)
-    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    if cores:
-        plan = distributed.plan(None, config.num_envs, seeds)
-        fn, keys = plan.jit(train, in_axes=(0,)), plan.put(keys)
-    else:
-        fn = jax.jit(jax.vmap(train))
+    fn, keys = seeds_program(train, jax.random.split(jax.random.PRNGKey(0), seeds), cores)
     r = time_compiled(fn, keys, repeats=repeats)
     r["final_return"] = float(final_returns(np.asarray(r.pop("out")[1]["episode_return"])).mean())
     r["steps_per_s"] = steps * seeds / r["run_s"]

@@ -415,19 +415,20 @@ def layout(devices: int, num_envs: int, num_seeds: int, members: int, splits_env
 
 
 def plan(devices: int | None, num_envs: int, num_seeds: int = 1, members: int = 1,
-         splits_envs: bool = False) -> Plan:
+         splits_envs: bool = False, gathers: bool = False) -> Plan:
     """Lays `members x num_seeds` runs over `devices` visible devices; raises ConfigError before anything compiles.
 
     `devices=None` uses every device of the default backend (every process's
-    devices in a multi-process run).
+    devices in a multi-process run); on the CPU of one process, the most cores the
+    runs divide over, or one where the run `gathers` runs across devices (PBT's
+    exploit step): no collectives among CPU devices unless asked for.
     """
     visible = jax.devices()
     if devices is None:
         devices = len(visible)
         if visible[0].platform == "cpu" and jax.process_count() == 1:
             # CPU devices are cores: the most that the runs divide over; one run stays on one
-            runs = members * num_seeds
-            devices = max(d for d in divisors(runs) if d <= devices)
+            devices = 1 if gathers else max(d for d in divisors(members * num_seeds) if d <= devices)
     if devices < 1:
         raise ConfigError(f"--devices must be >= 1, got {devices}")
     if devices > len(visible):

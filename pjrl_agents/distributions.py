@@ -96,8 +96,8 @@ class MultiCategorical:
 
     def noise(self, key, logits):
         keys = jax.random.split(key, len(self.nvec))
-        shapes = [logits.shape[:-1] + (n,) for n in self.nvec]
-        return [jax.random.gumbel(k, shape, logits.dtype) for k, shape in zip(keys, shapes)]
+        return [Categorical.noise(k, jax.ShapeDtypeStruct(logits.shape[:-1] + (n,), logits.dtype))
+                for k, n in zip(keys, self.nvec)]
 
     def sample_from(self, noise, logits, mask=None):
         return jnp.stack([Categorical.sample_from(g, l, m) for g, (l, m) in zip(noise, self._blocks(logits, mask))],

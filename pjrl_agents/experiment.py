@@ -241,10 +241,8 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
         plan = distributed.restore_plan(spec.devices or 1, config.num_envs, spec.num_seeds, len(members),
                                         algorithm.splits_envs)
     else:
-        devices = spec.devices
-        if devices is None and spec.pbt is not None and jax.devices()[0].platform == "cpu":
-            devices = 1  # PBT's exploit step gathers runs across devices: no collectives among CPU cores unasked
-        plan = distributed.plan(devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs)
+        plan = distributed.plan(spec.devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs,
+                                gathers=spec.pbt is not None)
     if spec.pbt is not None:
         from pjrl_agents.pbt import PBT
         if not isinstance(spec.pbt, dict):
