@@ -5,15 +5,19 @@
 #   2. PPO on Breakout-MinAtar at PureJaxRL's MinAtar config, 8 seeds (benchmarks/minatar_ppo.py)
 #   3. `pjrl train --env brax:ant` (PPO, 2048 envs), what users run: compile, run, steps/s, return
 #
-#   bash benchmarks/gpu.sh            # on a machine whose JAX sees a GPU (about 10 minutes on one H200)
+#   bash benchmarks/gpu.sh            # on a machine whose JAX sees a GPU (about 6 minutes on one H200)
 #   bash benchmarks/gpu.sh --smoke    # every step at toy sizes, on any machine (tests/test_benchmarks.py runs it)
 #
 # PY (default .venv/bin/python) and REF (default ../shared/reference/bench_purejaxrl.py) can be set.
-set -euo pipefail
+# A step that fails is reported and the next one still runs; the exit status is 1 if any failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 REF=${REF:-../shared/reference/bench_purejaxrl.py}
 OUT=$(mktemp -d)
+# the benchmarks start JAX in several processes at once (the reference and `pjrl train` as subprocesses): none
+# may take three quarters of the GPU's memory up front
+export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 trap 'rm -rf "$OUT"' EXIT
 
 if [[ "${1:-}" == "--smoke" ]]; then
@@ -28,25 +32,39 @@ else
         echo "gpu.sh: JAX sees no GPU here; run it on a GPU machine, or try it with --smoke" >&2
         exit 2
     fi
-    SEEDS=1,256,2048; STEPS=500000; MULTI=100000; REPEATS=3; CLI_RUNS=3
+    SEEDS=1,256,2048; STEPS=100000; MULTI=100000; REPEATS=3; CLI_RUNS=2
     MINATAR_STEPS=1e6; MINATAR_SEEDS=8
-    ANT=(--total-timesteps 5000000 --set num_envs=2048 --set num_steps=10 --set num_minibatches=32
+    ANT=(--total-timesteps 3000000 --eval-episodes 0 --set num_envs=2048 --set num_steps=10 --set num_minibatches=32
          --set update_epochs=4 --set lr=3e-4 --set gamma=0.97 --set ent_coef=0.0 --set normalize_obs=true
          --set normalize_reward=true --set hidden_sizes=256,256)
 fi
 refarg=()
 [[ -f "$REF" ]] && refarg=(--reference "$REF")
 
-echo "== 1. PPO, gymnax CartPole-v1, seeds $SEEDS"
-"$PY" benchmarks/ppo_gymnax.py --seeds "$SEEDS" --steps "$STEPS" --steps-multi "$MULTI" --repeats "$REPEATS" \
-    --cli-runs "$CLI_RUNS" "${refarg[@]}" | grep -v '^{'
-echo "== 2. PPO, Breakout-MinAtar, $MINATAR_SEEDS seeds"
-"$PY" benchmarks/minatar_ppo.py --steps "$MINATAR_STEPS" --seeds "$MINATAR_SEEDS" "${refarg[@]}"
-echo "== 3. pjrl train --env brax:ant"
-"$PY" -m pjrl_agents.cli train --env brax:ant --quiet --out "$OUT/ant" "${ANT[@]}" >/dev/null
-"$PY" - "$OUT/ant/summary.json" <<'EOF'
+failed=()
+step() {  # step NAME COMMAND...: runs it, reports its time, and goes on if it fails
+    local name=$1 t0=$SECONDS; shift
+    echo "== $name"
+    if "$@"; then echo "   ($name: $((SECONDS - t0)) s)"; else echo "   ($name: FAILED after $((SECONDS - t0)) s)"; failed+=("$name"); fi
+}
+cartpole() {
+    "$PY" benchmarks/ppo_gymnax.py --seeds "$SEEDS" --steps "$STEPS" --steps-multi "$MULTI" --repeats "$REPEATS" \
+        --cli-runs "$CLI_RUNS" "${refarg[@]}" | grep -v '^{'
+}
+ant() {
+    "$PY" -m pjrl_agents.cli train --env brax:ant --quiet --out "$OUT/ant" "${ANT[@]}" >/dev/null || return 1
+    "$PY" - "$OUT/ant/summary.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
 print(f"brax:ant PPO: {s['total_timesteps']:,} steps, compile {s['compile_s']:.1f}s, run {s['run_s']:.1f}s, "
       f"{s['steps_per_s']:,} steps/s, final return {s['final_return_mean']:.1f}")
 EOF
+}
+step "1. PPO, gymnax CartPole-v1, seeds $SEEDS" cartpole
+step "2. PPO, Breakout-MinAtar, $MINATAR_SEEDS seeds" \
+    "$PY" benchmarks/minatar_ppo.py --steps "$MINATAR_STEPS" --seeds "$MINATAR_SEEDS" "${refarg[@]}"
+step "3. pjrl train --env brax:ant" ant
+if (( ${#failed[@]} )); then
+    echo "gpu.sh: failed: ${failed[*]}" >&2
+    exit 1
+fi
