@@ -129,7 +129,7 @@ def main():
         print(line, flush=True)
         rows.append(row)
     clis = {}
-    for row in rows[:1] + [r for r in rows if r["seeds"] > 1][:1]:
+    for row in {r["seeds"]: r for r in rows[:1] + [r for r in rows if r["seeds"] > 1][:1]}.values():
         seeds, core = row["seeds"], row.get("pjrl_cores", row["pjrl"])
         cli = clis[seeds] = pjrl_train(row["steps_per_seed"], runs=a.cli_runs, seeds=seeds)
         cold, warm = cli["compile_cold_s"], cli["compile_warm_s"]
