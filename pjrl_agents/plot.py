@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.logging import read_metrics
-
-KEYS = ("member", "seed", "update", "step")
+from pjrl_agents.logging import ROW_KEYS as KEYS, read_metrics
 
 
 class Curve:
