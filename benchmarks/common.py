@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 import jax
+
+from pjrl_agents import distributed
 
 
 def time_compiled(fn, *args, repeats: int = 3) -> dict:
@@ -24,11 +27,10 @@ def time_compiled(fn, *args, repeats: int = 3) -> dict:
 
 
 def seeds_program(train, keys, cores: bool = False):
-    """`(fn, keys)` to time: `train` vmapped over `keys` on one device, or (`cores`) with the seeds split over
-    the devices as `pjrl train` lays them out (`distributed.plan`)."""
+    """`(fn, keys)` to time: `train` over `keys` on one device (vmapped; one seed runs unbatched), or (`cores`)
+    with the seeds split over the devices; both as `pjrl train` runs them (`distributed.plan`)."""
     if not cores:
-        return jax.jit(jax.vmap(train)), keys
-    from pjrl_agents import distributed
+        return distributed.plan(1, 1, len(keys)).jit(train, in_axes=(0,)), keys
     plan = distributed.plan(None, 1, len(keys))
     return plan.jit(train, in_axes=(0,)), plan.put(keys)
 
@@ -37,10 +39,14 @@ def run_reference(path: str, args: list[str], timeout: float | None = None) -> d
     """Runs the reference script (same Python) and returns its JSON line, or None on failure.
 
     `timeout` (seconds) guards against the reference hanging: flax's QR-based
-    orthogonal init, vmapped over seeds, can deadlock XLA's CPU thread pool.
+    orthogonal init, vmapped over seeds, can deadlock XLA's CPU thread pool. The
+    reference runs with XLA_FLAGS as this process started (without pjrl's `CPU_FLAGS`).
     """
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if distributed.USER_XLA_FLAGS is not None:
+        env["XLA_FLAGS"] = distributed.USER_XLA_FLAGS
     try:
-        res = subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         print(f"reference gave no result in {timeout:.0f}s (a hang in its batched QR init on CPU); "
               "run again", file=sys.stderr)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import seeds_program
+from benchmarks.common import run_reference, seeds_program
 from pjrl_agents import distributed, dqn
 from pjrl_agents.experiment import final_returns
 
@@ -58,12 +57,11 @@ def bench(num_seeds: int, steps: int, repeats: int, cores: bool = False) -> dict
 
 
 def reference(path: str, num_seeds: int, steps: int, repeats: int) -> dict:
-    cmd = [sys.executable, path, "--algo", "dqn", "--env", "CartPole-v1", "--seeds", str(num_seeds),
-           "--steps", str(steps), "--repeats", str(repeats)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"reference failed ({' '.join(cmd)}):\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    ref = run_reference(path, ["--algo", "dqn", "--env", "CartPole-v1", "--seeds", str(num_seeds), "--steps",
+                               str(steps), "--repeats", str(repeats)])
+    if ref is None:
+        raise SystemExit("the reference failed (its error is above)")
+    return ref
 
 
 def main() -> None:

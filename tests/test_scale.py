@@ -444,3 +444,45 @@ def test_a_device_count_already_chosen_is_left_alone():
     res = subprocess.run([sys.executable, "-c", CORES], env=env, capture_output=True, text=True, timeout=300)
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["set"] is None and out["devices"] == 3
+
+
+FLAGS = r"""
+import json, os
+import pjrl_agents  # adds distributed.CPU_FLAGS before JAX starts
+from pjrl_agents import distributed
+import jax
+jax.devices()
+print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "user": distributed.USER_XLA_FLAGS,
+                  "cpu_flags": list(distributed.CPU_FLAGS), "again": distributed.use_cpu_flags()}))
+"""
+
+
+@pytest.mark.parametrize("user", [None, "--xla_cpu_enable_concurrency_optimized_scheduler=true"])
+def test_importing_pjrl_agents_adds_its_xla_cpu_flags_unless_the_user_named_them(user):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("XLA_FLAGS", None)
+    if user:
+        env["XLA_FLAGS"] = user
+    res = subprocess.run([sys.executable, "-c", FLAGS], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["user"] == user and out["again"] == []  # JAX has started: nothing more is added
+    assert out["flags"] == (user or " ".join(out["cpu_flags"]))
+
+
+def test_a_device_with_one_run_traces_it_unbatched_and_returns_its_run_axis():
+    """`Plan.jit` vmaps the runs, except one run alone, which runs as plain `fn` (faster on a CPU)."""
+    from pjrl_agents import distributed
+    seen = []
+
+    def fn(x, scale):
+        seen.append(type(x).__name__)
+        return {"y": x * scale, "total": x.sum() * scale}
+
+    one = distributed.plan(1, 1, 1).jit(fn, in_axes=(0, None))(jnp.ones((1, 3)), 2.0)
+    assert "BatchTracer" not in seen and one["y"].shape == (1, 3) and one["total"].shape == (1,)
+    np.testing.assert_allclose(one["total"], [6.0])
+    seen.clear()
+    two = distributed.plan(1, 1, 2).jit(fn, in_axes=(0, None))(jnp.arange(6.0).reshape(2, 3), 2.0)
+    assert "BatchTracer" in seen and two["y"].shape == (2, 3)
+    np.testing.assert_allclose(two["total"], [6.0, 24.0])
