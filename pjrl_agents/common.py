@@ -177,6 +177,31 @@ def clip_gradients(grads, max_norm):
     return jax.tree.map(lambda c, g: jnp.where(max_norm > 0, c, g), clipped, grads)
 
 
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """`jax.random.permutation(key, n)`, the same draw, from a sort of one array instead of two.
+
+    jax sorts `n` random 32-bit keys with the indices alongside; XLA:CPU sorts two arrays through a
+    generic comparator, about 4x slower than one array of integers (a PPO update's four orders of 512:
+    260 us against 65 us). Here the low bits of each key are replaced by its index and that one array is
+    sorted. Two keys that share their high bits (about one draw in 60 at n = 512) are then put in the
+    order of their full keys, as jax's stable sort puts them. The result is jax's permutation except
+    where three keys share their high bits, below 1e-5 of draws for n <= 1024; larger `n` uses
+    jax's own.
+    """
+    if n < 2 or n > 1024:
+        return jax.random.permutation(key, n)
+    _, sub = jax.random.split(key)  # jax's one shuffling round for n <= 1024
+    bits = jax.random.bits(sub, (n,), jnp.uint32)
+    low = jnp.uint32((1 << (n - 1).bit_length()) - 1)
+    order = (jnp.sort((bits & ~low) | jnp.arange(n, dtype=jnp.uint32)) & low).astype(jnp.int32)
+    full = bits[order]
+    swap = ((full[1:] & ~low) == (full[:-1] & ~low)) & (full[1:] < full[:-1])  # pair (i, i + 1) out of order
+    swap = swap & ~jnp.concatenate([jnp.zeros(1, bool), swap[:-1]])  # no two swaps share a position
+    down = jnp.concatenate([swap, jnp.zeros(1, bool)])  # position i takes i + 1
+    up = jnp.concatenate([jnp.zeros(1, bool), swap])  # position i + 1 takes i
+    return jnp.where(down, jnp.roll(order, -1), jnp.where(up, jnp.roll(order, 1), order))
+
+
 def make_train(agent):
     """`train(key, config=None) -> (state, metrics)`: `agent.init` then `agent.num_updates` updates in
     one `lax.scan`; metrics are `(num_updates,)` per name. `config` may carry traced numbers (sweeps);

@@ -27,7 +27,7 @@ from flax import struct
 
 from pjrl_agents.algorithm import Algorithm
 from pjrl_agents.common import (ConfigError, check_settings, clip_gradients, divisors, learning_rate, make_config,
-                                require_positive, static, update_metrics, wrap_env)
+                                permutation, require_positive, static, update_metrics, wrap_env)
 from pjrl_agents.common import make_train as _make_train
 from pjrl_agents.distributions import Categorical, DiagGaussian, MultiCategorical
 from pjrl_agents.networks import CELLS, TORSOS, ActorCritic, RecurrentActorCritic, choose_torso, zero_memory
@@ -517,7 +517,7 @@ class PPO:
 
     def _order(self, key: jax.Array) -> jax.Array:
         """One epoch's random order: of the transitions (feed-forward), or of the envs (recurrent)."""
-        return jax.random.permutation(key, self.env.num_envs if self.recurrent else self.config.steps_per_update)
+        return permutation(key, self.env.num_envs if self.recurrent else self.config.steps_per_update)
 
     def _minibatches(self, batch: Batch, perm: jax.Array) -> Batch:
         """One epoch's minibatches in the order `perm` (`_order`), leaves `(num_minibatches, ...)`.
