@@ -106,7 +106,8 @@ def main():
         cores = bench_pjrl(seeds, steps, a.repeats, cores=True) if seeds > 1 and len(jax.devices()) > 1 else None
         ceiling = bench_ceiling(seeds, steps, a.repeats)
         ref = run_reference(a.reference, ["--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps",
-                                          str(steps), "--repeats", str(a.repeats)]) if a.reference else None
+                                          str(steps), "--repeats", str(a.repeats)],
+                            timeout=900) if a.reference else None
         row = {"seeds": seeds, "steps_per_seed": steps, "pjrl": _rounded(ours),
                "ceiling_steps_per_s": round(ceiling["steps_per_s"])}
         line = (f"seeds={seeds:3d} steps/seed={steps:,}: pjrl (one device) compile {ours['compile_s']:.2f}s run "
