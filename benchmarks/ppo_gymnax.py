@@ -2,7 +2,7 @@
 
     python benchmarks/ppo_gymnax.py --reference ../shared/reference/bench_purejaxrl.py
 
-For 1, 16 and 64 seeds (vmapped, one compile) it prints pjrl's figures, the
+For 1, 16 and 64 seeds (one compile each; one seed runs unbatched, as in `pjrl train`) it prints pjrl's figures, the
 reference's (PureJaxRL's own ppo.py, run as a subprocess in the same Python)
 and their ratio, and the ceiling: a jit+scan of the vmapped env step with
 random actions at the same batch. Above one seed, pjrl's figures come twice: the
@@ -36,8 +36,8 @@ ENV = "CartPole-v1"
 
 
 def bench_pjrl(seeds: int, steps: int, repeats: int, cores: bool = False) -> dict:
-    """The compiled training of `seeds` seeds: vmapped on one device, or (`cores`) split over the devices
-    as `pjrl train` lays them out (`distributed.plan`)."""
+    """The compiled training of `seeds` seeds on one device, or (`cores`) split over the devices, as
+    `pjrl train` runs them (`benchmarks.common.seeds_program`)."""
     config = ppo.PPOConfig(total_timesteps=steps)
     env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
     train = ppo.make_train(config, env)

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import ratio, run_reference, time_compiled
+from benchmarks.common import ratio, run_reference, seeds_program, time_compiled
 from pjrl_agents import ppo
 from pjrl_agents.experiment import final_returns
 
@@ -36,8 +36,8 @@ SETTINGS = dict(torso="gru", memory_size=128, hidden_sizes=(128,), activation="r
 def bench_pjrl(seeds: int, steps: int, repeats: int) -> dict:
     config = ppo.default_config(f"gymnax:{ENV}", total_timesteps=steps, **SETTINGS)
     env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
-    fn = jax.jit(jax.vmap(ppo.make_train(config, env)))
-    r = time_compiled(fn, jax.random.split(jax.random.PRNGKey(0), seeds), repeats=repeats)
+    fn, keys = seeds_program(ppo.make_train(config, env), jax.random.split(jax.random.PRNGKey(0), seeds))
+    r = time_compiled(fn, keys, repeats=repeats)
     r["final_return"] = float(np.nanmean(final_returns(np.asarray(r.pop("out")[1]["episode_return"]))))
     r["steps_per_s"] = steps * seeds / r["run_s"]
     return r

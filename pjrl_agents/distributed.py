@@ -369,8 +369,8 @@ class Plan:
         return placed if len(placed) > 1 else placed[0]
 
     def jit(self, fn: Callable, in_axes: tuple, metrics: bool = False, one_run_at_a_time: bool = False):
-        """`jax.jit(jax.vmap(fn, in_axes))`, run per device under `shard_map` when there is a mesh.
-        A device with one run runs `fn` unbatched (`_runs`).
+        """`jax.jit(jax.vmap(fn, in_axes))`, run per device under `shard_map` when there is a mesh; a device
+        with one run runs `fn` unbatched (`_runs`).
 
         `fn` works on one run. `in_axes[i]` is 0 for an argument with a leading
         run axis (split over the devices) and None for one every run shares.
