@@ -169,3 +169,38 @@ def test_eval_and_plot(uninterrupted, tmp_path, capsys):
     png = tmp_path / "curves.png"
     assert cli.main(["plot", str(uninterrupted), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_sinks_write_what_tensorboard_and_json_read_back(tmp_path):
+    """Rows as the runner hands them over: TensorBoard reads every finite scalar at its step (float32)
+    and leaves out the others; JSONL holds null for them; CSV has six significant digits; mean rows
+    are the mean over seeds and are not written to the files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from pjrl_agents import logging as sinks
+    rows = [{"member": 0, "seed": s, "update": u, "step": 512 * u, "loss": 0.1 * u + s / 3,
+             "episode_return": float("nan") if u == 1 else 1e3 * s + u} for u in (1, 2) for s in (0, 1)]
+    rows += [{**rows[0], "member": 1, "update": 3, "step": 1536, "loss": 1e39}]  # beyond float32: +inf
+    rows += sinks.mean_rows(rows)
+    assert [r for r in rows if r["seed"] == "mean" and r["update"] == 2][0]["loss"] == pytest.approx(0.2 + 1 / 6)
+    files, tb = sinks.FileSink(tmp_path), sinks.TensorBoardSink(tmp_path)
+    files.log(rows[:4])
+    tb.log(rows[:4])
+    files.log(rows[4:])
+    tb.log(rows[4:])
+    files.close()
+    tb.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert set(acc.Tags()["scalars"]) == {"seed0/loss", "seed1/loss", "seed0/episode_return", "seed1/episode_return",
+                                          "mean/loss", "mean/episode_return", "m1/seed0/loss", "m1/mean/loss"}
+    seed1 = acc.Scalars("seed1/loss")
+    assert [e.step for e in seed1] == [512, 1024] and seed1[0].value == pytest.approx(1 / 3 + 0.1, rel=1e-7)
+    assert [e.step for e in acc.Scalars("seed0/episode_return")] == [1024]  # NaN at update 1 is left out
+    assert [(e.step, e.value) for e in acc.Scalars("mean/episode_return")] == [(1024, 502.0)]
+    assert [e.value for e in acc.Scalars("m1/seed0/loss")] == [float("inf")]
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 5 and lines[0]["episode_return"] is None and lines[3]["episode_return"] == 1002.0
+    assert lines[1] == {**rows[1], "episode_return": None} and lines[4]["loss"] == 1e39
+    csv_lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert csv_lines[0] == "member,seed,update,step,loss,episode_return"
+    assert csv_lines[2] == "0,1,1,512,0.433333,nan" and len(csv_lines) == 6
