@@ -6,7 +6,9 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 
@@ -56,6 +58,24 @@ def run_reference(path: str, args: list[str], timeout: float | None = None) -> d
         print(f"reference failed ({res.returncode}): {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
     return json.loads(lines[-1])
+
+
+def pjrl_train(steps: int, runs: int = 3, seeds: int = 1, algo: str = "ppo") -> dict:
+    """What users run: `pjrl train --algo ALGO` (files and TensorBoard on) `runs` times sharing a fresh
+    persistent cache. Returns the cold compile (first run), the warm one (median of the others) and
+    the median run s."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PJRL_CACHE_DIR": os.path.join(tmp, "cache")}
+        out = []
+        for i in range(runs):
+            run_dir = os.path.join(tmp, f"run{i}")
+            subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--algo", algo, "--total-timesteps",
+                            str(steps), "--num-seeds", str(seeds), "--quiet", "--out", run_dir], env=env, check=True,
+                           capture_output=True)
+            out.append(json.loads(Path(run_dir, "summary.json").read_text()))
+    return {"compile_cold_s": out[0]["compile_s"],
+            "compile_warm_s": statistics.median([o["compile_s"] for o in out[1:]]),
+            "run_s": statistics.median([o["run_s"] for o in out])}
 
 
 def ratio(a: float, b: float) -> str:

@@ -9,7 +9,10 @@ per second) and final_return (mean return over the last 5% of updates, over
 seeds). Above one seed it runs twice: vmapped on one device, and split over one
 CPU device per core as `pjrl train` lays the seeds out on a CPU ("layout":
 "cores"). With --reference, runs that script with `--algo dqn` in this Python for
-the same seeds and steps, and prints the ratios (above 1: pjrl is faster).
+the same seeds and steps, and prints the ratios (above 1: pjrl is faster). Then,
+per seed count, what users run: `pjrl train --algo dqn` (files and TensorBoard on,
+`--cli-runs` times sharing a fresh persistent cache: cold and warm compile) beside
+the compiled core in the layout it uses (the cores above one seed).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import run_reference, seeds_program
+from benchmarks.common import pjrl_train, ratio, run_reference, seeds_program
 from pjrl_agents import distributed, dqn
 from pjrl_agents.experiment import final_returns
 
@@ -70,7 +73,11 @@ def main() -> None:
     p.add_argument("--steps", type=float, default=500_000, help="env steps per seed")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median reported)")
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py to run side by side")
+    p.add_argument("--cli-runs", type=int, default=3, help="`pjrl train` runs per seed count (the first compiles "
+                   "cold, the others warm), at least 2; 0: none")
     a = p.parse_args()
+    if a.cli_runs == 1 or a.cli_runs < 0:
+        p.error(f"--cli-runs {a.cli_runs}: use 0 (none) or 2 or more (one cold compile, then warm ones)")
     distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}", flush=True)
     for n in (int(s) for s in a.seeds.split(",")):
@@ -88,6 +95,12 @@ def main() -> None:
                                   "speedup_compile": round(ref["compile_s"] / ours["compile_s"], 2),
                                   "final_return_pjrl": ours["final_return"],
                                   "final_return_purejaxrl": ref["final_return"]}), flush=True)
+        if a.cli_runs:
+            core = results[-1]
+            cli = pjrl_train(int(a.steps), runs=a.cli_runs, seeds=n, algo="dqn")
+            print(json.dumps({"seeds": n, "pjrl_train": {k: round(v, 3) for k, v in cli.items()},
+                              "core_layout": core["layout"], "core_run_s": core["run_s"],
+                              "train_over_core": ratio(cli["run_s"], core["run_s"])}), flush=True)
 
 
 if __name__ == "__main__":

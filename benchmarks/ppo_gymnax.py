@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +26,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import ratio, run_reference, seeds_program, time_compiled
+from benchmarks.common import pjrl_train, ratio, run_reference, seeds_program, time_compiled
 from pjrl_agents import distributed, ppo
 from pjrl_agents.experiment import final_returns
 
@@ -66,22 +64,6 @@ def bench_ceiling(seeds: int, steps: int, repeats: int) -> dict:
     r.pop("out")
     r["steps_per_s"] = steps * seeds / r["run_s"]
     return r
-
-
-def pjrl_train(steps: int, runs: int = 3, seeds: int = 1) -> dict:
-    """What users run: `pjrl train` (files and TensorBoard on) `runs` times sharing a fresh persistent
-    cache. Returns the cold compile (first run), the warm one (median of the others) and the median run s."""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PJRL_CACHE_DIR": os.path.join(tmp, "cache")}
-        out = []
-        for i in range(runs):
-            run_dir = os.path.join(tmp, f"run{i}")
-            subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--total-timesteps", str(steps),
-                            "--num-seeds", str(seeds), "--quiet", "--out", run_dir], env=env, check=True,
-                           capture_output=True)
-            out.append(json.loads(Path(run_dir, "summary.json").read_text()))
-    return {"compile_cold_s": out[0]["compile_s"], "compile_warm_s": float(np.median([o["compile_s"] for o in out[1:]])),
-            "run_s": float(np.median([o["run_s"] for o in out]))}
 
 
 def main():
