@@ -242,7 +242,6 @@ class DQNState(NamedTuple):
     env_state: Any
     obs: Any  # (B, ...) observation the next action is chosen for
     mask: jax.Array  # (B, A) its action mask
-    q: jax.Array  # (B, A) Q(obs) under `params`
     key: jax.Array
     timesteps: jax.Array  # () int32, env steps so far over all envs
     update: jax.Array  # () int32, updates done
@@ -355,24 +354,24 @@ class DQN:
                              None if replay else one.reward)
         none = jnp.full((), jnp.nan, jnp.float32)  # no episode has ended yet
         return DQNState(params, params, self.optimizer.init(params), self.buffer.init(example), env_state,
-                        ts.obs, ts.action_mask, self.network.apply(params, ts.obs), key,
+                        ts.obs, ts.action_mask, key,
                         jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), none, none, config)
 
     def _env_step(self, state: DQNState, key: jax.Array):
-        # SELECT ACTION (the network already ran on state.obs)
+        # SELECT ACTION (params do not change within a rollout: one forward pass per env step)
         act_key, step_key = jax.random.split(key)
         eps = epsilon(state.config, state.timesteps)
-        action = epsilon_greedy(act_key, state.q, state.mask, eps).astype(self.action_space.dtype)
+        q = self.network.apply(state.params, state.obs)
+        action = epsilon_greedy(act_key, q, state.mask, eps).astype(self.action_space.dtype)
 
         # STEP ENV
         env_state, ts = self.env.step(state.env_state, action, step_key)
-        q = self.network.apply(state.params, ts.obs)  # (B, A), for the next action
 
         final_obs = ts.final_obs if self.config.bootstrap == "replay" else None
         transition = Transition(state.obs, state.mask, action, ts.reward, ts.terminated, ts.truncated, final_obs,
                                 None)
         episode = {k: ts.info[k] for k in ("returned_episode", "episode_return", "episode_length")}
-        state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask, q=q,
+        state = state._replace(env_state=env_state, obs=ts.obs, mask=ts.action_mask,
                                timesteps=state.timesteps + self.env.num_envs)
         return state, (transition, ts.final_obs, episode)
 
@@ -472,10 +471,8 @@ class DQN:
         # METRICS: a few scalars per update
         metrics, ep_return, ep_length = update_metrics(losses, episode, state.episode_return, state.episode_length)
         metrics.update(epsilon=epsilon(hp, state.timesteps), learning=learning.astype(jnp.float32))
-        # Q of the observation the next rollout starts from, under the new params
-        q = self.network.apply(params, state.obs)
         state = state._replace(params=params, target_params=target_params, opt_state=opt_state, buffer=buffer,
-                               q=q, key=key, update=state.update + 1, episode_return=ep_return,
+                               key=key, update=state.update + 1, episode_return=ep_return,
                                episode_length=ep_length)
         return state, metrics
 

@@ -99,8 +99,8 @@ def four_devices(tmp_path_factory):
 
 
 def _curves(run_dir: Path) -> dict:
-    """metrics.csv -> {name: (seeds, updates)}."""
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    """metrics.csv -> {name: (seeds, updates)} (the file holds each chunk's rows in turn)."""
+    rows = sorted(csv.DictReader(open(run_dir / "metrics.csv")), key=lambda r: (int(r["seed"]), int(r["update"])))
     seeds = 1 + max(int(r["seed"]) for r in rows)
     return {k: np.array([float(r[k]) for r in rows]).reshape(seeds, -1)
             for k in ("episode_return", "loss", "entropy")}
