@@ -225,10 +225,9 @@ class Sample(NamedTuple):
     terminated: jax.Array  # (N, n_step)
     truncated: jax.Array  # (N, n_step)
     final_value: jax.Array  # (N, n_step) stored V(final_obs) (bootstrap="collect"; else None)
-    final_obs: Any  # (N, n_step, ...) final observations (bootstrap="replay" with double-Q; else None)
-    q_final: jax.Array  # (N, n_step, A) the target network's Q of them (bootstrap="replay"; else None)
-    next_obs: Any  # (N, ...) the observation n_step later; kept only for double-Q
-    next_mask: jax.Array  # (N, A) its action mask
+    next_obs: Any  # (N, ...) the observation bootstrapped from; kept only for double-Q. With
+    # bootstrap="replay", the final_obs of the first step that ends an episode if it was truncated
+    next_mask: jax.Array  # (N, A) its action mask (all actions for a final_obs: its mask is gone)
     q_next: jax.Array  # (N, A) the target network's Q of it
 
 
@@ -388,10 +387,8 @@ class DQN:
         # TD TARGET: the target network's Q was computed for all of this update's batches at once
         next_value = self._next_value(params, batch.q_next, batch.next_obs, batch.next_mask)
         final_value = batch.final_value
-        if final_value is None:  # valued now; the mask of a final_obs after a reset is gone, so all actions count
-            n, q = batch.q_final.shape[1], batch.q_final.reshape((-1,) + batch.q_final.shape[2:])
-            flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch.final_obs)
-            final_value = self._next_value(params, q, flat, jnp.ones(q.shape, jnp.bool_)).reshape((-1, n))
+        if final_value is None:  # replay: next_value is V(final_obs) where the first step to end was truncated
+            final_value = jnp.broadcast_to(next_value[:, None], batch.reward.shape)
         target = td_target(batch.reward, batch.terminated, batch.truncated, final_value, next_value, hp.gamma)
 
         # UPDATE NETWORK
@@ -403,28 +400,30 @@ class DQN:
         return (params, opt_state), metrics
 
     def _sample(self, buffer, key, target_params) -> Sample:
-        """Every batch of the update in one draw: leaves `(G, N, ...)`."""
+        """Every batch of the update in one draw: leaves `(G, N, ...)`.
+
+        A target bootstraps from one observation: the one `n_step` later if no episode ended
+        within the steps, the final_obs of the first step that ended one if it was truncated
+        (bootstrap="replay"), none if it terminated. So each row values one observation.
+        """
         n, shape = self.config.n_step, (self.config.gradient_steps, self.config.batch_size)
         seq = self.buffer.sample(buffer, key).experience  # leaves (G * N, n_step + 1, ...)
         seq = jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), seq)
-        next_obs = jax.tree.map(lambda x: x[:, :, n], seq.obs)
-        rows = shape[0] * shape[1]
-        if self.config.bootstrap == "replay":  # next and final observations valued in one pass
-            final_obs = jax.tree.map(lambda x: x[:, :, :n], seq.final_obs)
-            both = jax.tree.map(lambda a, b: jnp.concatenate([a.reshape((rows,) + a.shape[2:]),
-                                                              b.reshape((rows * n,) + b.shape[3:])]),
-                                next_obs, final_obs)
-            q = self.network.apply(target_params, both)
-            q_next, q_final = q[:rows], q[rows:].reshape(shape + (n,) + q.shape[1:])
-            final_value = None
+        terminated, truncated = seq.terminated[:, :, :n], seq.truncated[:, :, :n]
+        next_obs, next_mask, final_value = jax.tree.map(lambda x: x[:, :, n], seq.obs), seq.mask[:, :, n], None
+        if self.config.bootstrap == "replay":
+            ended = terminated | truncated
+            first = jnp.argmax(ended, -1)  # the first step that ended an episode (0 where none did)
+            at_first = lambda x: jnp.take_along_axis(x, first.reshape(first.shape + (1,) * (x.ndim - 2)), 2)[:, :, 0]
+            from_final = ended.any(-1) & at_first(truncated)
+            pick = lambda a, b: jnp.where(from_final.reshape(from_final.shape + (1,) * (a.ndim - 2)), a, b)
+            next_obs = jax.tree.map(lambda f, o: pick(at_first(f[:, :, :n]), o), seq.final_obs, next_obs)
+            next_mask = pick(jnp.ones_like(next_mask), next_mask)
         else:
-            q_next = self.network.apply(target_params,
-                                        jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs))
-            final_obs, q_final, final_value = None, None, seq.final_value[:, :, :n]
-        double = self.config.double_q
+            final_value = seq.final_value[:, :, :n]
+        q_next = self.network.apply(target_params, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs))
         return Sample(jax.tree.map(lambda x: x[:, :, 0], seq.obs), seq.action[:, :, 0], seq.reward[:, :, :n],
-                      seq.terminated[:, :, :n], seq.truncated[:, :, :n], final_value,
-                      final_obs if double else None, q_final, next_obs if double else None, seq.mask[:, :, n],
+                      terminated, truncated, final_value, next_obs if self.config.double_q else None, next_mask,
                       q_next.reshape(shape + q_next.shape[1:]))
 
     def update(self, state: DQNState) -> tuple[DQNState, dict]:
