@@ -10,7 +10,8 @@ linear schedule, a target network (hard copies or Polyak averaging), double-Q
 and n-step returns as options, Huber or squared loss. TD targets bootstrap from
 `final_obs` on truncation and not on termination. By default (`bootstrap="replay"`)
 the buffer keeps each step's `final_obs` and the target network values it when the
-transition is replayed, as it values every next observation; `bootstrap="collect"`
+transition is replayed, in place of the next observation it bootstraps from (one
+observation per sampled row either way); `bootstrap="collect"`
 values it once, after the rollout, and stores one scalar, halving the buffer's
 observation memory at the price of a value as old as the transition
 (`benchmarks/dqn_truncation.py` measures the bias). Action masks are

@@ -236,3 +236,29 @@ def test_truncation_bootstrap_valued_at_replay_is_not_stale():
         errors[mode] = abs(float(q[:, -1].mean()) - TRUE_VALUE)
     assert errors["replay"] < 1.0
     assert errors["collect"] > 2 * errors["replay"]
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_replay_values_one_observation_per_row_with_the_targets_of_valuing_every_final_obs(n_step):
+    """Picking each row's bootstrap observation before the target network runs gives the targets of
+    valuing the next observation and every step's final_obs (their masks: the next one's, all actions)."""
+    config = dqn.default_config("gymnax:CartPole-v1", total_timesteps=2_000, learning_starts=0, n_step=n_step,
+                                batch_size=256)
+    env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=config.num_envs, max_steps_in_episode=4)
+    agent = dqn.DQN(config, env)
+    state = jax.jit(lambda k: jax.lax.fori_loop(0, 30, lambda i, s: agent.update(s)[0], agent.init(k)))(KEY)
+    key = jax.random.PRNGKey(3)
+    batch = jax.tree.map(lambda x: x[0], agent._sample(state.buffer, key, state.target_params))
+    ours = dqn.td_target(batch.reward, batch.terminated, batch.truncated,
+                         jnp.broadcast_to(dqn.masked_max(batch.q_next, batch.next_mask)[:, None], batch.reward.shape),
+                         dqn.masked_max(batch.q_next, batch.next_mask), config.gamma)
+    seq = agent.buffer.sample(state.buffer, key).experience  # the same draw, every observation valued
+    seq = jax.tree.map(lambda x: x[:256], seq)  # the first gradient step's rows
+    q = lambda obs: agent.network.apply(state.target_params, obs)
+    final = jnp.stack([dqn.masked_max(q(seq.final_obs[:, k]), jnp.ones((len(seq.reward), 2), bool))
+                       for k in range(n_step)], 1)
+    by_hand = dqn.td_target(seq.reward[:, :n_step], seq.terminated[:, :n_step], seq.truncated[:, :n_step], final,
+                            dqn.masked_max(q(seq.obs[:, n_step]), seq.mask[:, n_step]), config.gamma)
+    first_ended = np.argmax(np.asarray(seq.terminated | seq.truncated)[:, :n_step], 1)
+    assert np.asarray(seq.truncated)[np.arange(256), first_ended].sum() > 10  # rows that bootstrap from final_obs
+    np.testing.assert_allclose(ours, by_hand, rtol=1e-6, atol=1e-6)
