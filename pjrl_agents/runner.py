@@ -477,7 +477,8 @@ class _Pace:
     6-9 % of a run in chunks of 4 updates). So a chunk shorter than `target_s`
     is stretched, up to `STRETCH` times its planned length, where a run has no
     boundaries (checkpoints, evaluations, PBT) closer together; updates past a call's
-    end are skipped by `lax.cond` for a few microseconds each. Processes of one
+    end are skipped by `lax.cond` (CartPole PPO: 2.5 us each at one seed, 25 us at 16
+    vmapped, against 2.5 and 35 ms an update). Processes of one
     multi-process run all run the planned length (their pace could differ).
     """
 
