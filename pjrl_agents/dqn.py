@@ -434,7 +434,9 @@ class DQN:
         """
         hp, sizes = state.config, self.config
         key, rollout_key, learn_key = jax.random.split(state.key, 3)
-        start = state.timesteps
+        # env steps so far, from the update count (shared by every run in a chunk: conds on it stay conds)
+        start = (state.update * sizes.steps_per_update).astype(state.timesteps.dtype)
+        state = state._replace(timesteps=start)
 
         # COLLECT TRANSITIONS
         state, (traj, final_obs, episode) = jax.lax.scan(

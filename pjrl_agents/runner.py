@@ -180,7 +180,8 @@ class Run:
         init_fn = ex.plan.jit(ex.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
         init = init_fn.lower(keys, configs).compile()
         state_shape = jax.eval_shape(init_fn, keys, configs)
-        chunk = ex.plan.jit(_chunk_fn(ex.agent, pace.longest), in_axes=(0, None, None),
+        shared = ex.member_configs()[0] if len(ex.members) == 1 and population is None else None
+        chunk = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared), in_axes=(0, None, None),
                             metrics=True).lower(state_shape, 0, 0).compile()
         compile_s = time.perf_counter() - t0
         if distributed.any_process(stop.requested):
@@ -549,20 +550,34 @@ class _Recorder:
         self._thread.join()
 
 
-def _chunk_fn(agent, chunk_len: int):
+def _chunk_fn(agent, chunk_len: int, config=None):
     """`(state, first, end) -> (state, metrics (chunk_len,))`: updates `first+1 .. end`; the rest are skipped.
 
     The metrics also hold `_finite`: whether every parameter is finite after each update.
+    What every run shares enters each update unbatched, as in a program that builds its
+    state itself, so that XLA folds it and `lax.cond`s on it stay conds under `vmap`
+    (DQN's learning start: 16 seeds 14.1 -> 12.9 s, as fast as `make_train`): a state's
+    `update` (updates done) is the chunk's update index, and `config`, given when every
+    run trains with the same one (no sweep, no PBT), replaces `state.config` (a NamedTuple
+    state's fields; the state keeps its own).
     """
-    def update(state):
+    def update(state, i):
+        fields = getattr(state, "_fields", ())
+        kept = state
+        if "update" in fields:
+            state = state._replace(update=i.astype(state.update.dtype))
+        if config is not None and "config" in fields:
+            state = state._replace(config=jax.tree.map(lambda c, x: jnp.asarray(c, x.dtype), config, state.config))
         state, metrics = agent.update(state)
+        if "config" in fields:
+            state = state._replace(config=kept.config)
         return state, {**metrics, "_finite": all_finite(getattr(state, "params", state))}
 
     def run_chunk(state, first, end):
-        metric_shape = jax.eval_shape(lambda s: update(s)[1], state)
-        skip = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape))
-        body = lambda s, i: jax.lax.cond(i < end, update, skip, s)
-        return jax.lax.scan(body, state, first + jnp.arange(chunk_len))
+        metric_shape = jax.eval_shape(lambda s: update(s, jnp.int32(0))[1], state)
+        skip = lambda s, i: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shape))
+        body = lambda s, i: jax.lax.cond(i < end, update, skip, s, i)
+        return jax.lax.scan(body, state, first + jnp.arange(chunk_len, dtype=jnp.int32))
 
     return run_chunk
 
