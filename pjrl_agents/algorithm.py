@@ -40,7 +40,12 @@ class Agent(Protocol):
         """The training state of one seed; `config` may carry traced numbers (sweeps)."""
 
     def update(self, state: Any) -> tuple[Any, dict[str, jax.Array]]:
-        """One update: new state and a dict of scalar metrics (`episode_return` among them)."""
+        """One update: new state and a dict of scalar metrics (`episode_return` among them).
+
+        A NamedTuple state may have `update` (updates done) and `config` fields: the runner
+        passes the update index every run shares as `update`, and the run's config as
+        constants where every run has the same, so that under `vmap` both stay unbatched.
+        """
 
     def act(self, params: Any, obs: Any, mask: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """Actions for a batch of observations: sampled with `key`, the greedy ones without.

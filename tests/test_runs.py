@@ -227,3 +227,27 @@ def test_chunks_stretch_to_half_a_second_between_their_planned_length_and_five_t
     assert pace.length() == 4
     monkeypatch.setattr(runner.jax, "process_count", lambda: 2)  # processes keep to the planned length
     assert runner._Pace.for_run(195, 50, (0,)).longest == 4
+
+
+def test_a_chunk_keeps_what_every_run_shares_unbatched():
+    """DQN's learning-start `lax.cond` stays a cond in the vmapped chunk (the update index and, with
+    one config, its numbers are shared); vmapped as the state comes in, it would be a select."""
+    import jax
+    import jax.extend
+    from pjrl_agents import runner
+    from pjrl_agents.experiment import RunSpec, build
+
+    def conds(jaxpr) -> int:
+        n = 0
+        for eqn in jaxpr.eqns:
+            n += eqn.primitive.name == "cond"
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                n += conds(sub)
+        return n
+
+    ex = build(RunSpec(algo="dqn", num_seeds=2, devices=1, settings={"total_timesteps": 2000, "learning_starts": 500}))
+    state = ex.abstract_state()
+    batched = conds(jax.make_jaxpr(jax.vmap(ex.agent.update))(state).jaxpr)
+    chunk = runner._chunk_fn(ex.agent, 1, ex.member_configs()[0])
+    shared = conds(jax.make_jaxpr(jax.vmap(chunk, in_axes=(0, None, None)))(state, 0, 1).jaxpr)
+    assert shared == batched + 2  # the chunk's skip, and the learning start
