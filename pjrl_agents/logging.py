@@ -62,6 +62,7 @@ class FileSink:
         self._csv = None
         self._writer = None
         self._fields: list[str] = []
+        self._field_set: frozenset = frozenset()
 
     def log(self, rows: list[dict]) -> None:
         lines, dumps = [], json.dumps
@@ -76,11 +77,11 @@ class FileSink:
             if self._writer is None:
                 fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
                 self._csv = open(self.csv_path, "a", newline="")
-                self._writer, self._fields = csv.writer(self._csv), list(row)
+                self._writer, self._fields, self._field_set = csv.writer(self._csv), list(row), frozenset(row)
                 if fresh:
                     self._writer.writerow(self._fields)
-            if row.keys() - set(self._fields):
-                raise ValueError(f"a metrics row has fields metrics.csv lacks: {sorted(row.keys() - set(self._fields))}")
+            if not row.keys() <= self._field_set:
+                raise ValueError(f"a metrics row has fields metrics.csv lacks: {sorted(row.keys() - self._field_set)}")
             self._writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in (row.get(k, "") for k in self._fields)])
         if lines:
             self.jsonl.write("\n".join(lines) + "\n")
@@ -124,7 +125,7 @@ class TensorBoardSink:
             prefix = (f"m{member}/" if member else "") + ("mean" if seed == "mean" else f"seed{seed}")
             tags = self._tag_lists[key] = [_value_prefix(f"{prefix}/{k}") for k in names]
         return tags
-    
+
     def _record(self, data: bytes) -> bytes:
         header = _U64(len(data))
         return header + _U32(_masked(self._crc(header))) + data + _U32(_masked(self._crc(data)))
@@ -147,13 +148,13 @@ class TensorBoardSink:
         self._file.close()
 
 
-_U32, _U64, _F64 = struct.Struct("<I").pack, struct.Struct("<Q").pack, struct.Struct("<d").pack
+_U32, _U64, _F32, _F64 = (struct.Struct(f).pack for f in ("<I", "<Q", "<f", "<d"))
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _f32(v: float) -> bytes:
     """`v` as a little-endian float32 (a finite float64 beyond float32's range as infinity)."""
-    return struct.pack("<f", v if abs(v) <= _F32_MAX else math.copysign(math.inf, v))
+    return _F32(v if abs(v) <= _F32_MAX else math.copysign(math.inf, v))
 
 
 def _varint(n: int) -> bytes:

@@ -563,14 +563,14 @@ def _chunk_fn(agent, chunk_len: int, config=None):
     """
     def update(state, i):
         fields = getattr(state, "_fields", ())
-        kept = state
         if "update" in fields:
             state = state._replace(update=i.astype(state.update.dtype))
-        if config is not None and "config" in fields:
-            state = state._replace(config=jax.tree.map(lambda c, x: jnp.asarray(c, x.dtype), config, state.config))
+        own = state.config if config is not None and "config" in fields else None
+        if own is not None:
+            state = state._replace(config=jax.tree.map(lambda c, x: jnp.asarray(c, x.dtype), config, own))
         state, metrics = agent.update(state)
-        if "config" in fields:
-            state = state._replace(config=kept.config)
+        if own is not None:
+            state = state._replace(config=own)
         return state, {**metrics, "_finite": all_finite(getattr(state, "params", state))}
 
     def run_chunk(state, first, end):
