@@ -7,7 +7,7 @@ dispatched kernels: in PPO's rollout, where an env step and an action draw make 
 such calls on arrays of a few numbers, the loops are a large part of the step.
 `unroll_threefry_on_cpu()` registers JAX's own straight-line lowering of the same hash
 for the CPU, so XLA fuses each call into one kernel. The random bits are the same, bit
-for bit; only the compiled program changes (it compiles faster too).
+for bit; only the compiled program changes (docs/design.md gives its compile-time cost).
 
 `import pjrl_envs` applies it. It touches a private JAX table, so it is applied only
 for the JAX it was checked against (`JAX_VERSIONS`); `active()` says whether it is in
