@@ -15,6 +15,7 @@ force.
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
 import jax
@@ -27,12 +28,7 @@ def unroll_threefry_on_cpu() -> bool:
     """Lower Threefry-2x32 on the CPU without a loop; returns whether it is in force."""
     if _state["active"] or jax.__version__ not in JAX_VERSIONS:
         return _state["active"]
-    from jax._src.interpreters import mlir
-    from jax._src.random import threefry2x32 as threefry
-
-    rule = mlir.lower_fun(partial(threefry._threefry2x32_lowering, use_rolled_loops=False),
-                          multiple_results=True)
-    mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
+    _register(rolled=False)
     _state["active"] = True
     return True
 
@@ -40,3 +36,31 @@ def unroll_threefry_on_cpu() -> bool:
 def active() -> bool:
     """Whether the straight-line CPU lowering is registered."""
     return _state["active"]
+
+
+@contextlib.contextmanager
+def looped():
+    """Programs lowered inside use JAX's own looped lowering (the same bits).
+
+    For a program that runs once, such as a run's initial state: there the loop
+    costs microseconds, while the straight-line hash, fused into every kernel that
+    draws from a derived key, compiles slowly (CartPole DQN's init: 2.1 s against
+    1.3 s). Not thread-safe: a program lowered meanwhile on another thread gets the
+    loop too (the same bits, only slower).
+    """
+    if not _state["active"]:
+        yield
+        return
+    _register(rolled=True)
+    try:
+        yield
+    finally:
+        _register(rolled=False)
+
+
+def _register(rolled: bool) -> None:
+    from jax._src.interpreters import mlir
+    from jax._src.random import threefry2x32 as threefry
+
+    rule = mlir.lower_fun(partial(threefry._threefry2x32_lowering, use_rolled_loops=rolled), multiple_results=True)
+    mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")

@@ -24,3 +24,20 @@ def test_the_bits_are_those_of_the_looped_lowering():
                                   BITS_42)
     vmapped = jax.jit(jax.vmap(lambda k: jax.random.bits(k, (4,), jnp.uint32)))(jnp.stack([jax.random.PRNGKey(42)] * 2))
     np.testing.assert_array_equal(vmapped, [BITS_42] * 2)
+
+
+def test_looped_lowers_with_the_loop_inside_and_without_it_after():
+    def program():  # a fresh function each time: jit caches what it lowered per function
+        return jax.jit(lambda k: jax.random.bits(k, (4,), jnp.uint32)).lower(jax.random.PRNGKey(42)).compile()
+
+    with prng.looped():
+        looped = program()
+    assert " while(" in looped.as_text()
+    np.testing.assert_array_equal(looped(jax.random.PRNGKey(42)), BITS_42)
+    assert " while(" not in program().as_text()
+    try:
+        with prng.looped():
+            raise KeyError("a failure while lowering")
+    except KeyError:
+        pass
+    assert " while(" not in program().as_text()
