@@ -184,15 +184,15 @@ class Run:
         # init runs once: lowered with JAX's looped Threefry where that compiles faster (one run, unbatched:
         # CartPole DQN 2.0 -> 1.1 s; batched it compiles slower), the same bits
         with prng.looped() if ex.num_runs == 1 and ex.plan.mesh is None else contextlib.nullcontext():
-            init = init_fn.lower(keys, configs)
+            init_program = init_fn.lower(keys, configs)
         state_shape = jax.eval_shape(init_fn, keys, configs)
         shared = ex.member_configs()[0] if len(ex.members) == 1 and population is None else None
-        chunk = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared), in_axes=(0, None, None),
-                            metrics=True).lower(state_shape, 0, 0)
+        chunk_program = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared), in_axes=(0, None, None),
+                                    metrics=True).lower(state_shape, 0, 0)
         with ThreadPoolExecutor(1) as pool:  # the two programs compile side by side
-            init = pool.submit(init.compile)
-            chunk = chunk.compile()
-            init = init.result()
+            compiling_init = pool.submit(init_program.compile)
+            chunk = chunk_program.compile()
+            init = compiling_init.result()
         compile_s = time.perf_counter() - t0
         if distributed.any_process(stop.requested):
             raise Interrupted(f"stopped while compiling, before update 1; start it again with --resume {self.out}",

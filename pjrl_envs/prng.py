@@ -45,8 +45,9 @@ def looped():
     For a program that runs once, such as a run's initial state: there the loop
     costs microseconds, while the straight-line hash, fused into every kernel that
     draws from a derived key, compiles slowly (CartPole DQN's one-run init: 2.0 s
-    against 1.1 s; a vmapped init compiles faster without the loop). Not thread-safe: a program lowered meanwhile on another thread gets the
-    loop too (the same bits, only slower).
+    against 1.1 s; a vmapped init compiles faster without the loop). Not thread-safe:
+    a program lowered meanwhile on another thread gets the loop too (the same bits,
+    only slower).
     """
     if not _state["active"]:
         yield

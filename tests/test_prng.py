@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import pjrl_envs  # noqa: F401  (registers the lowering)
 from pjrl_envs import prng
@@ -35,9 +36,6 @@ def test_looped_lowers_with_the_loop_inside_and_without_it_after():
     assert " while(" in looped.as_text()
     np.testing.assert_array_equal(looped(jax.random.PRNGKey(42)), BITS_42)
     assert " while(" not in program().as_text()
-    try:
-        with prng.looped():
-            raise KeyError("a failure while lowering")
-    except KeyError:
-        pass
+    with pytest.raises(KeyError), prng.looped():
+        raise KeyError("a failure while lowering")
     assert " while(" not in program().as_text()
