@@ -109,9 +109,9 @@ CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
 """XLA:CPU settings pjrl runs with (`use_cpu_flags`). XLA's concurrency-optimised scheduler orders a
 program's kernels so that independent ones can run on different threads. An RL update is thousands of
 kernels of microseconds each, and on a CPU the hand-offs often cost more than they save. Without the
-scheduler, one CartPole DQN seed at PureJaxRL's config trains about 10 % faster on 2 cores. Many seeds
-vmapped on one device run 3-5 % slower. Results are the same bit for bit (docs/design.md has the
-figures)."""
+scheduler, one CartPole DQN seed at PureJaxRL's config trains about 10 % faster on 2 cores; seeds split
+over the cores take the same time either way; vmapped on one device, 16 PPO seeds run faster without it
+and 64 slower. Results are the same bit for bit (docs/design.md has the figures)."""
 
 USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 """XLA_FLAGS as the process started, before `use_cpu_flags` added to it (benchmarks run references with it)"""
