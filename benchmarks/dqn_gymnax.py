@@ -1,6 +1,6 @@
 """DQN throughput on gymnax CartPole-v1 at PureJaxRL's dqn.py config, 1 and 16 seeds.
 
-    python benchmarks/dqn_gymnax.py [--seeds 1,16] [--steps 500000] [--repeats 3]
+    python benchmarks/dqn_gymnax.py [--seeds 1,16] [--steps 500000] [--steps-multi 100000] [--repeats 3]
                                     [--reference ../shared/reference/bench_purejaxrl.py]
 
 Prints, per seed count, one JSON line: compile_s (lower + compile, apart from
@@ -70,7 +70,8 @@ def reference(path: str, num_seeds: int, steps: int, repeats: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="1,16", help="comma-separated seed counts")
-    p.add_argument("--steps", type=float, default=500_000, help="env steps per seed")
+    p.add_argument("--steps", type=float, default=500_000, help="env steps per seed at 1 seed")
+    p.add_argument("--steps-multi", type=float, default=100_000, help="env steps per seed above 1 seed")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median reported)")
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py to run side by side")
     p.add_argument("--cli-runs", type=int, default=3, help="`pjrl train` runs per seed count (the first compiles "
@@ -81,13 +82,14 @@ def main() -> None:
     distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}", flush=True)
     for n in (int(s) for s in a.seeds.split(",")):
-        results = [bench(n, int(a.steps), a.repeats)]
+        steps = int(a.steps if n == 1 else a.steps_multi)
+        results = [bench(n, steps, a.repeats)]
         if n > 1 and jax.device_count() > 1:
-            results.append(bench(n, int(a.steps), a.repeats, cores=True))
+            results.append(bench(n, steps, a.repeats, cores=True))
         for ours in results:
             print(json.dumps(ours), flush=True)
         if a.reference:
-            ref = reference(a.reference, n, int(a.steps), a.repeats)
+            ref = reference(a.reference, n, steps, a.repeats)
             print(json.dumps(ref), flush=True)
             for ours in results:
                 print(json.dumps({"seeds": n, "layout": ours["layout"],
@@ -97,7 +99,7 @@ def main() -> None:
                                   "final_return_purejaxrl": ref["final_return"]}), flush=True)
         if a.cli_runs:
             core = results[-1]
-            cli = pjrl_train(int(a.steps), runs=a.cli_runs, seeds=n, algo="dqn")
+            cli = pjrl_train(steps, runs=a.cli_runs, seeds=n, algo="dqn")
             print(json.dumps({"seeds": n, "pjrl_train": {k: round(v, 3) for k, v in cli.items()},
                               "core_layout": core["layout"], "core_run_s": core["run_s"],
                               "train_over_core": ratio(cli["run_s"], core["run_s"])}), flush=True)
