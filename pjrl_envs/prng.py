@@ -60,6 +60,7 @@ def looped():
 
 
 def _register(rolled: bool) -> None:
+    """Registers JAX's Threefry lowering for the CPU: its loop (`rolled`) or the straight line."""
     from jax._src.interpreters import mlir
     from jax._src.random import threefry2x32 as threefry
 
