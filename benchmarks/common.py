@@ -60,22 +60,91 @@ def run_reference(path: str, args: list[str], timeout: float | None = None) -> d
     return json.loads(lines[-1])
 
 
-def pjrl_train(steps: int, runs: int = 3, seeds: int = 1, algo: str = "ppo") -> dict:
-    """What users run: `pjrl train --algo ALGO` (files and TensorBoard on) `runs` times sharing a fresh
-    persistent cache. Returns the cold compile (first run), the warm one (median of the others) and
-    the median run s."""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PJRL_CACHE_DIR": os.path.join(tmp, "cache")}
-        out = []
-        for i in range(runs):
-            run_dir = os.path.join(tmp, f"run{i}")
-            subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--algo", algo, "--total-timesteps",
-                            str(steps), "--num-seeds", str(seeds), "--quiet", "--out", run_dir], env=env, check=True,
-                           capture_output=True)
-            out.append(json.loads(Path(run_dir, "summary.json").read_text()))
-    return {"compile_cold_s": out[0]["compile_s"],
-            "compile_warm_s": statistics.median([o["compile_s"] for o in out[1:]]),
-            "run_s": statistics.median([o["run_s"] for o in out])}
+class Program:
+    """A jitted program on fixed arguments: `compile()` times lowering and compiling it afresh (JAX's
+    in-memory caches cleared first, so every compile is cold), `run()` times one run."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args, self.compiled, self.out = fn, args, None, None
+
+    def compile(self) -> float:
+        jax.clear_caches()
+        t0 = time.perf_counter()
+        self.compiled = self.fn.lower(*self.args).compile()
+        return time.perf_counter() - t0
+
+    def run(self) -> float:
+        t0 = time.perf_counter()
+        self.out = jax.block_until_ready(self.compiled(*self.args))
+        return time.perf_counter() - t0
+
+
+class TrainCommand:
+    """What users run: `pjrl train --algo ALGO --num-seeds SEEDS` (files and TensorBoard on), each call a
+    new process sharing one fresh persistent cache: the first call compiles cold, the others warm."""
+
+    def __init__(self, steps: int, seeds: int = 1, algo: str = "ppo"):
+        self.args = ["--algo", algo, "--total-timesteps", str(steps), "--num-seeds", str(seeds), "--quiet"]
+        self._tmp = tempfile.TemporaryDirectory()
+        self._env = {**os.environ, "PJRL_CACHE_DIR": os.path.join(self._tmp.name, "cache")}
+        self._runs = 0
+
+    def __call__(self) -> dict:
+        """One run's summary.json (compile_s, run_s, ...)."""
+        run_dir = os.path.join(self._tmp.name, f"run{self._runs}")
+        self._runs += 1
+        subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", *self.args, "--out", run_dir],
+                       env=self._env, check=True, capture_output=True)
+        return json.loads(Path(run_dir, "summary.json").read_text())
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def paired_rounds(rounds: int, repeats: int, programs: dict[str, Program], reference=None,
+                  train: TrainCommand | None = None, core: str | None = None) -> dict:
+    """Times pjrl's programs, the reference and `pjrl train` side by side, `rounds` times over.
+
+    This machine's speed drifts by tens of percent over minutes, more than the ratios
+    measured, so each round compiles and runs every program (median of `repeats` runs),
+    then the reference (`reference()`: its JSON line, compile and `repeats` runs of its
+    own), then `pjrl train` once (warm cache) and the program it runs as (`core`) once
+    straight after it. Ratios are taken within a round and reported as their median
+    over the rounds, beside the medians of the figures. A cold `pjrl train` comes first
+    (its compile is the cold figure; its run is not paired).
+    """
+    out = {name: {"compile_s": [], "run_s": []} for name in programs}
+    refs, trains, cores, cold = [], [], [], train() if train else None
+    for _ in range(rounds):
+        for name, prog in programs.items():
+            out[name]["compile_s"].append(prog.compile())
+            out[name]["run_s"].append(statistics.median(prog.run() for _ in range(repeats)))
+        if reference:
+            refs.append(reference())
+            if refs[-1] is None:
+                raise SystemExit("the reference failed (its error is above)")
+        if train:
+            trains.append(train())
+            cores.append(programs[core].run())
+    res = {name: {"compile_s": statistics.median(r["compile_s"]), "run_s": statistics.median(r["run_s"]),
+                  "run_s_rounds": r["run_s"]} for name, r in out.items()}
+    if refs:
+        ref = res["reference"] = {k: v for k, v in refs[-1].items() if k != "run_s_all"}
+        ref.update(compile_s=statistics.median(r["compile_s"] for r in refs),
+                   run_s=statistics.median(r["run_s"] for r in refs), run_s_rounds=[r["run_s"] for r in refs])
+        ref["steps_per_s"] = round(ref["steps"] * ref["seeds"] / ref["run_s"])
+        for name, r in out.items():  # above 1: pjrl is faster
+            res[name]["speedup_run"] = statistics.median(ref["run_s"] / x for ref, x in zip(refs, r["run_s"]))
+            res[name]["speedup_compile"] = statistics.median(
+                ref["compile_s"] / x for ref, x in zip(refs, r["compile_s"]))
+    if train:
+        res["pjrl_train"] = {"compile_cold_s": cold["compile_s"],
+                             "compile_warm_s": statistics.median(t["compile_s"] for t in trains),
+                             "run_s": statistics.median(t["run_s"] for t in trains),
+                             "core": core, "core_run_s": statistics.median(cores),
+                             "train_over_core": statistics.median(t["run_s"] / c for t, c in zip(trains, cores))}
+        train.close()
+    return res
 
 
 def ratio(a: float, b: float) -> str:

@@ -5,7 +5,8 @@
 #   2. PPO on Breakout-MinAtar at PureJaxRL's MinAtar config, 8 seeds (benchmarks/minatar_ppo.py)
 #   3. `pjrl train --env brax:ant` (PPO, 2048 envs), what users run: compile, run, steps/s, return
 #
-#   bash benchmarks/gpu.sh            # on a machine whose JAX sees a GPU (about 6 minutes on one H200)
+#   bash benchmarks/gpu.sh            # on a machine whose JAX sees a GPU (about 6 minutes on one H200 with one
+#                                     # round; three paired rounds repeat the CartPole runs and their compiles)
 #   bash benchmarks/gpu.sh --smoke    # every step at toy sizes, on any machine (tests/test_benchmarks.py runs it)
 #
 # PY (default .venv/bin/python) and REF (default ../shared/reference/bench_purejaxrl.py) can be set.
@@ -21,7 +22,7 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 trap 'rm -rf "$OUT"' EXIT
 
 if [[ "${1:-}" == "--smoke" ]]; then
-    SEEDS=1,2; STEPS=2048; MULTI=2048; REPEATS=1; CLI_RUNS=2
+    SEEDS=1,2; STEPS=2048; MULTI=2048; ROUNDS=1
     MINATAR_STEPS=8192; MINATAR_SEEDS=2
     ANT=(--total-timesteps 2048 --set num_envs=8 --set num_steps=16 --set num_minibatches=4 --eval-episodes 0)
 elif [[ -n "${1:-}" ]]; then
@@ -32,7 +33,7 @@ else
         echo "gpu.sh: JAX sees no GPU here; run it on a GPU machine, or try it with --smoke" >&2
         exit 2
     fi
-    SEEDS=1,256,2048; STEPS=100000; MULTI=100000; REPEATS=3; CLI_RUNS=2
+    SEEDS=1,256,2048; STEPS=100000; MULTI=100000; ROUNDS=3
     MINATAR_STEPS=1e6; MINATAR_SEEDS=8
     ANT=(--total-timesteps 3000000 --eval-episodes 0 --set num_envs=2048 --set num_steps=10 --set num_minibatches=32
          --set update_epochs=4 --set lr=3e-4 --set gamma=0.97 --set ent_coef=0.0 --set normalize_obs=true
@@ -48,8 +49,8 @@ step() {  # step NAME COMMAND...: runs it, reports its time, and goes on if it f
     if "$@"; then echo "   ($name: $((SECONDS - t0)) s)"; else echo "   ($name: FAILED after $((SECONDS - t0)) s)"; failed+=("$name"); fi
 }
 cartpole() {
-    "$PY" benchmarks/ppo_gymnax.py --seeds "$SEEDS" --steps "$STEPS" --steps-multi "$MULTI" --repeats "$REPEATS" \
-        --cli-runs "$CLI_RUNS" "${refarg[@]}" | grep -v '^{'
+    "$PY" benchmarks/ppo_gymnax.py --seeds "$SEEDS" --steps "$STEPS" --steps-multi "$MULTI" --rounds "$ROUNDS" \
+        "${refarg[@]}" | grep -v '^{'
 }
 ant() {
     "$PY" -m pjrl_agents.cli train --env brax:ant --quiet --out "$OUT/ant" "${ANT[@]}" >/dev/null || return 1

@@ -10,7 +10,8 @@ seeds vmapped on one device, and split over one CPU device per core as `pjrl tra
 does on a CPU (`distributed.use_cpu_cores`; on a GPU both are the one device). Then
 cold and warm compile of `pjrl train` with the persistent compilation cache, and its
 run time beside the compiled core's, at 1 seed and at the first larger seed count.
-Medians over --repeats runs.
+All of it in --rounds rounds side by side (`benchmarks.common.paired_rounds`): each
+figure is the median over the rounds, each ratio the median of the rounds' ratios.
 """
 from __future__ import annotations
 
@@ -26,24 +27,20 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import pjrl_train, ratio, run_reference, seeds_program, time_compiled
+from benchmarks.common import Program, TrainCommand, paired_rounds, run_reference, seeds_program, time_compiled
 from pjrl_agents import distributed, ppo
 from pjrl_agents.experiment import final_returns
 
 ENV = "CartPole-v1"
 
 
-def bench_pjrl(seeds: int, steps: int, repeats: int, cores: bool = False) -> dict:
+def program(seeds: int, steps: int, cores: bool = False) -> Program:
     """The compiled training of `seeds` seeds on one device, or (`cores`) split over the devices, as
     `pjrl train` runs them (`benchmarks.common.seeds_program`)."""
     config = ppo.PPOConfig(total_timesteps=steps)
     env = pjrl_envs.make(f"gymnax:{ENV}", num_envs=config.num_envs)
-    train = ppo.make_train(config, env)
-    fn, keys = seeds_program(train, jax.random.split(jax.random.PRNGKey(0), seeds), cores)
-    r = time_compiled(fn, keys, repeats=repeats)
-    r["final_return"] = float(final_returns(np.asarray(r.pop("out")[1]["episode_return"])).mean())
-    r["steps_per_s"] = steps * seeds / r["run_s"]
-    return r
+    return Program(*seeds_program(ppo.make_train(config, env), jax.random.split(jax.random.PRNGKey(0), seeds),
+                                  cores))
 
 
 def bench_ceiling(seeds: int, steps: int, repeats: int) -> dict:
@@ -71,59 +68,71 @@ def main():
     p.add_argument("--seeds", default="1,16,64")
     p.add_argument("--steps", type=int, default=500_000, help="env steps per seed at 1 seed")
     p.add_argument("--steps-multi", type=int, default=100_000, help="env steps per seed above 1 seed")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="rounds of pjrl, the reference and `pjrl train` side by "
+                   "side (medians over them)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs of each program per round (median)")
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py")
-    p.add_argument("--cli-runs", type=int, default=3, help="`pjrl train` runs per seed count (the first compiles "
-                   "cold, the others warm), at least 2")
+    p.add_argument("--no-train", action="store_true", help="leave out `pjrl train`")
     a = p.parse_args()
-    if a.cli_runs < 2:
-        p.error(f"--cli-runs {a.cli_runs}: use 2 or more (one cold compile, then warm ones)")
+    for name in ("rounds", "repeats"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name} {getattr(a, name)}: use 1 or more")
     distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus, "
-          f"{len(jax.devices())} devices")
-    rows = []
+          f"{len(jax.devices())} devices; {a.rounds} round(s), medians over them")
+    rows, clis, trained = [], {}, set()
     for seeds in [int(s) for s in a.seeds.split(",")]:
         steps = a.steps if seeds == 1 else a.steps_multi
-        ours = bench_pjrl(seeds, steps, a.repeats)
-        cores = bench_pjrl(seeds, steps, a.repeats, cores=True) if seeds > 1 and len(jax.devices()) > 1 else None
+        programs = {"one device": program(seeds, steps)}
+        if seeds > 1 and len(jax.devices()) > 1:
+            programs["cores"] = program(seeds, steps, cores=True)
+        core = list(programs)[-1]  # the layout `pjrl train` uses
+        reference = (lambda: run_reference(a.reference, [
+            "--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps", str(steps), "--repeats",
+            str(a.repeats)], timeout=900)) if a.reference else None
+        # `pjrl train` at 1 seed and at the first larger seed count
+        train = None if a.no_train or (seeds > 1) in trained else TrainCommand(steps, seeds)
+        trained.add(seeds > 1)
+        res = paired_rounds(a.rounds, a.repeats, programs, reference, train, core)
         ceiling = bench_ceiling(seeds, steps, a.repeats)
-        ref = run_reference(a.reference, ["--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps",
-                                          str(steps), "--repeats", str(a.repeats)],
-                            timeout=900) if a.reference else None
+        for name, prog in programs.items():
+            r = res[name]
+            r["final_return"] = float(final_returns(np.asarray(prog.out[1]["episode_return"])).mean())
+            r["steps_per_s"] = steps * seeds / r["run_s"]
+        ours = res["one device"]
         row = {"seeds": seeds, "steps_per_seed": steps, "pjrl": _rounded(ours),
                "ceiling_steps_per_s": round(ceiling["steps_per_s"])}
         line = (f"seeds={seeds:3d} steps/seed={steps:,}: pjrl (one device) compile {ours['compile_s']:.2f}s run "
                 f"{ours['run_s']:.2f}s {ours['steps_per_s']:,.0f} steps/s return {ours['final_return']:.1f} | "
                 f"env-only ceiling {ceiling['steps_per_s']:,.0f} steps/s "
                 f"(training at {ours['steps_per_s'] / ceiling['steps_per_s']:.0%} of it)")
-        if cores:
-            row["pjrl_cores"] = _rounded(cores)
+        if "cores" in res:
+            cores = row["pjrl_cores"] = _rounded(res["cores"])
             line += (f"\n    pjrl (seeds over {len(jax.devices())} core devices) compile {cores['compile_s']:.2f}s run "
                      f"{cores['run_s']:.2f}s {cores['steps_per_s']:,.0f} steps/s return {cores['final_return']:.1f}")
-        if ref:
-            row["reference"] = ref
+        if "reference" in res:
+            ref = row["reference"] = res["reference"]
             line += (f"\n    PureJaxRL compile {ref['compile_s']:.2f}s run {ref['run_s']:.2f}s "
                      f"{ref['steps_per_s']:,} steps/s return {ref['final_return']:.1f}")
-            for name, r in (("one device", ours), ("cores", cores)):
-                if r:
-                    line += (f"\n    pjrl ({name}) / PureJaxRL: compile {ratio(r['compile_s'], ref['compile_s'])}, "
-                             f"run {ratio(r['run_s'], ref['run_s'])}, speed "
-                             f"{ratio(r['steps_per_s'], ref['steps_per_s'])}")
+            for name in programs:
+                line += (f"\n    pjrl ({name}) / PureJaxRL, median of the rounds' ratios: compile "
+                         f"{1 / res[name]['speedup_compile']:.2f}x, run {1 / res[name]['speedup_run']:.2f}x "
+                         f"(speed {res[name]['speedup_run']:.2f}x)")
         print(line, flush=True)
         rows.append(row)
-    clis = {}
-    for row in {r["seeds"]: r for r in rows[:1] + [r for r in rows if r["seeds"] > 1][:1]}.values():
-        seeds, core = row["seeds"], row.get("pjrl_cores", row["pjrl"])
-        cli = clis[seeds] = pjrl_train(row["steps_per_seed"], runs=a.cli_runs, seeds=seeds)
-        cold, warm = cli["compile_cold_s"], cli["compile_warm_s"]
-        print(f"pjrl train --num-seeds {seeds}: compile cold {cold:.2f}s, warm (persistent cache) {warm:.2f}s "
-              f"({warm / cold:.0%} of cold); run (files and TensorBoard on) {cli['run_s']:.2f}s vs the compiled "
-              f"core {core['run_s']:.2f}s: {ratio(cli['run_s'], core['run_s'])}", flush=True)
+        if train:
+            cli = clis[seeds] = {k: round(v, 3) if isinstance(v, float) else v for k, v in res["pjrl_train"].items()}
+            cold, warm = cli["compile_cold_s"], cli["compile_warm_s"]
+            print(f"pjrl train --num-seeds {seeds}: compile cold {cold:.2f}s, warm (persistent cache) {warm:.2f}s "
+                  f"({warm / cold:.0%} of cold); run (files and TensorBoard on) {cli['run_s']:.2f}s vs the compiled "
+                  f"core ({core}) {cli['core_run_s']:.2f}s, each round's pair: {cli['train_over_core']:.2f}x",
+                  flush=True)
     print(json.dumps({"rows": rows, "pjrl_train": clis}))
 
 
 def _rounded(r: dict) -> dict:
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items() if k != "run_s_all"}
+    return {k: round(v, 3) if isinstance(v, float) else [round(x, 3) for x in v] if isinstance(v, list) else v
+            for k, v in r.items()}
 
 
 if __name__ == "__main__":
