@@ -134,9 +134,8 @@ def paired_rounds(rounds: int, repeats: int, programs: dict[str, Program], refer
                    run_s=statistics.median(r["run_s"] for r in refs), run_s_rounds=[r["run_s"] for r in refs])
         ref["steps_per_s"] = round(ref["steps"] * ref["seeds"] / ref["run_s"])
         for name, r in out.items():  # above 1: pjrl is faster
-            res[name]["speedup_run"] = statistics.median(ref["run_s"] / x for ref, x in zip(refs, r["run_s"]))
-            res[name]["speedup_compile"] = statistics.median(
-                ref["compile_s"] / x for ref, x in zip(refs, r["compile_s"]))
+            res[name]["speedup_run"] = statistics.median(f["run_s"] / x for f, x in zip(refs, r["run_s"]))
+            res[name]["speedup_compile"] = statistics.median(f["compile_s"] / x for f, x in zip(refs, r["compile_s"]))
     if train:
         res["pjrl_train"] = {"compile_cold_s": cold["compile_s"],
                              "compile_warm_s": statistics.median(t["compile_s"] for t in trains),

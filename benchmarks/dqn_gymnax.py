@@ -5,15 +5,16 @@
 
 Prints, per seed count, one JSON line: compile_s (lower + compile, apart from
 running), run_s, steps_per_s (env steps over all seeds per second) and
-final_return (mean return over the last 5% of updates, over seeds). Above one seed it runs twice: vmapped on one device, and split over one
-CPU device per core as `pjrl train` lays the seeds out on a CPU ("layout":
-"cores"). With --reference, runs that script with `--algo dqn` in this Python for
-the same seeds and steps, and prints the ratios (above 1: pjrl is faster). And,
-per seed count, what users run: `pjrl train --algo dqn` (files and TensorBoard on,
-a fresh persistent cache: cold compile once, then warm) beside the compiled core in
-the layout it uses (the cores above one seed). All of it in --rounds rounds side by
-side (`benchmarks.common.paired_rounds`): each figure is the median over the rounds,
-each ratio the median of the rounds' ratios.
+final_return (mean return over the last 5% of updates, over seeds). Above one
+seed it runs twice: vmapped on one device, and split over one CPU device per
+core as `pjrl train` lays the seeds out on a CPU ("layout": "cores"). With
+--reference, runs that script with `--algo dqn` in this Python for the same
+seeds and steps, and prints the ratios (above 1: pjrl is faster). And, per seed
+count, what users run: `pjrl train --algo dqn` (files and TensorBoard on, a
+fresh persistent cache: cold compile once, then warm) beside the compiled core
+in the layout it uses (the cores above one seed). All of it in --rounds rounds
+side by side (`benchmarks.common.paired_rounds`): each figure is the median over
+the rounds, each ratio the median of the rounds' ratios.
 """
 from __future__ import annotations
 
