@@ -17,15 +17,10 @@ from pjrl_agents import distributed
 
 def time_compiled(fn, *args, repeats: int = 3) -> dict:
     """Compile `fn` (a jitted function) for `args`, then run it `repeats` times."""
-    t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    runs, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        runs.append(time.perf_counter() - t0)
-    return {"compile_s": compile_s, "run_s": statistics.median(runs), "run_s_all": runs, "out": out}
+    prog = Program(fn, *args)
+    compile_s = prog.compile()
+    runs = [prog.run() for _ in range(repeats)]
+    return {"compile_s": compile_s, "run_s": statistics.median(runs), "run_s_all": runs, "out": prog.out}
 
 
 def seeds_program(train, keys, cores: bool = False):
@@ -99,6 +94,29 @@ class TrainCommand:
 
     def close(self) -> None:
         self._tmp.cleanup()
+
+
+def layouts(build, seeds: int) -> tuple[dict[str, "Program"], str]:
+    """`({"one device": build(False), "cores": build(True)}, core)`: the seeds vmapped on one device and, above
+    one seed with several devices, split over them; `core` names the layout `pjrl train` runs."""
+    programs = {"one device": build(False)}
+    if seeds > 1 and jax.device_count() > 1:
+        programs["cores"] = build(True)
+    return programs, list(programs)[-1]
+
+
+def add_round_flags(p) -> None:
+    """--rounds, --repeats and --no-train for a script timed by `paired_rounds`."""
+    p.add_argument("--rounds", type=int, default=3, help="rounds of pjrl, the reference and `pjrl train` side by "
+                   "side (medians over them)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs of each program per round (median)")
+    p.add_argument("--no-train", action="store_true", help="leave out `pjrl train`")
+
+
+def check_round_flags(p, a) -> None:
+    for name in ("rounds", "repeats"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name} {getattr(a, name)}: use 1 or more")
 
 
 def paired_rounds(rounds: int, repeats: int, programs: dict[str, Program], reference=None,

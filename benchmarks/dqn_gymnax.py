@@ -29,7 +29,8 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import Program, TrainCommand, paired_rounds, run_reference, seeds_program
+from benchmarks.common import (Program, TrainCommand, add_round_flags, check_round_flags, layouts,
+                               paired_rounds, run_reference, seeds_program)
 from pjrl_agents import distributed, dqn
 from pjrl_agents.experiment import final_returns
 
@@ -48,15 +49,10 @@ def main() -> None:
     p.add_argument("--seeds", default="1,16", help="comma-separated seed counts")
     p.add_argument("--steps", type=float, default=500_000, help="env steps per seed at 1 seed")
     p.add_argument("--steps-multi", type=float, default=100_000, help="env steps per seed above 1 seed")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of pjrl, the reference and `pjrl train` side by "
-                   "side (medians over them)")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs of each program per round (median)")
+    add_round_flags(p)
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py to run side by side")
-    p.add_argument("--no-train", action="store_true", help="leave out `pjrl train`")
     a = p.parse_args()
-    for name in ("rounds", "repeats"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name} {getattr(a, name)}: use 1 or more")
+    check_round_flags(p, a)
     distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}; {a.rounds} round(s), "
           "medians over them", flush=True)
@@ -65,10 +61,7 @@ def main() -> None:
         # PureJaxRL's dqn.py config exactly (ENV_DEFAULTS also anneals the learning rate; the cost is the same)
         config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
         total = config.num_updates * config.steps_per_update
-        programs = {"one device": program(config, n)}
-        if n > 1 and jax.device_count() > 1:
-            programs["cores"] = program(config, n, cores=True)
-        core = list(programs)[-1]  # the layout `pjrl train` uses
+        programs, core = layouts(lambda cores: program(config, n, cores), n)
         reference = (lambda: run_reference(a.reference, [
             "--algo", "dqn", "--env", "CartPole-v1", "--seeds", str(n), "--steps", str(steps), "--repeats",
             str(a.repeats)])) if a.reference else None

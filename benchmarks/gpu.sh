@@ -5,8 +5,8 @@
 #   2. PPO on Breakout-MinAtar at PureJaxRL's MinAtar config, 8 seeds (benchmarks/minatar_ppo.py)
 #   3. `pjrl train --env brax:ant` (PPO, 2048 envs), what users run: compile, run, steps/s, return
 #
-#   bash benchmarks/gpu.sh            # on a machine whose JAX sees a GPU (about 6 minutes on one H200 with one
-#                                     # round; three paired rounds repeat the CartPole runs and their compiles)
+#   bash benchmarks/gpu.sh            # on a machine whose JAX sees a GPU (about 6 minutes on one H200 before
+#                                     # CartPole ran in three paired rounds, which repeat its runs and compiles)
 #   bash benchmarks/gpu.sh --smoke    # every step at toy sizes, on any machine (tests/test_benchmarks.py runs it)
 #
 # PY (default .venv/bin/python) and REF (default ../shared/reference/bench_purejaxrl.py) can be set.

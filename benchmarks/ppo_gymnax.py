@@ -27,7 +27,8 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import Program, TrainCommand, paired_rounds, run_reference, seeds_program, time_compiled
+from benchmarks.common import (Program, TrainCommand, add_round_flags, check_round_flags, layouts,
+                               paired_rounds, run_reference, seeds_program, time_compiled)
 from pjrl_agents import distributed, ppo
 from pjrl_agents.experiment import final_returns
 
@@ -68,25 +69,17 @@ def main():
     p.add_argument("--seeds", default="1,16,64")
     p.add_argument("--steps", type=int, default=500_000, help="env steps per seed at 1 seed")
     p.add_argument("--steps-multi", type=int, default=100_000, help="env steps per seed above 1 seed")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of pjrl, the reference and `pjrl train` side by "
-                   "side (medians over them)")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs of each program per round (median)")
+    add_round_flags(p)
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py")
-    p.add_argument("--no-train", action="store_true", help="leave out `pjrl train`")
     a = p.parse_args()
-    for name in ("rounds", "repeats"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name} {getattr(a, name)}: use 1 or more")
+    check_round_flags(p, a)
     distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus, "
           f"{len(jax.devices())} devices; {a.rounds} round(s), medians over them")
     rows, clis, trained = [], {}, set()
     for seeds in [int(s) for s in a.seeds.split(",")]:
         steps = a.steps if seeds == 1 else a.steps_multi
-        programs = {"one device": program(seeds, steps)}
-        if seeds > 1 and len(jax.devices()) > 1:
-            programs["cores"] = program(seeds, steps, cores=True)
-        core = list(programs)[-1]  # the layout `pjrl train` uses
+        programs, core = layouts(lambda cores: program(seeds, steps, cores), seeds)
         reference = (lambda: run_reference(a.reference, [
             "--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps", str(steps), "--repeats",
             str(a.repeats)], timeout=900)) if a.reference else None
