@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -39,7 +40,7 @@ def run_reference(path: str, args: list[str], timeout: float | None = None) -> d
     orthogonal init, vmapped over seeds, can deadlock XLA's CPU thread pool. The
     reference runs with XLA_FLAGS as this process started (without pjrl's `CPU_FLAGS`).
     """
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRL_ADDED_XLA_FLAGS")}
     if distributed.USER_XLA_FLAGS is not None:
         env["XLA_FLAGS"] = distributed.USER_XLA_FLAGS
     try:
@@ -73,6 +74,61 @@ class Program:
         self.out = jax.block_until_ready(self.compiled(*self.args))
         return time.perf_counter() - t0
 
+    def close(self) -> None:
+        pass
+
+
+class ChildProgram:
+    """A `Program` built by `build(cores)` and timed in a Python process of its own, started with
+    XLA's concurrency-optimised CPU scheduler on or off (`scheduler`), as `pjrl train` would run its
+    layout (`distributed.CONCURRENT_RUNS`; XLA reads the setting once per process). `out` is
+    `(None, metrics)` of the last run."""
+
+    def __init__(self, build, cores: bool, scheduler: bool):
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, there = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(there, build, cores, scheduler), daemon=True)
+        self._proc.start()
+
+    def _ask(self, what: str):
+        self._conn.send(what)
+        ok, value = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"the program's own process failed: {value}")
+        return value
+
+    def compile(self) -> float:
+        return self._ask("compile")
+
+    def run(self) -> float:
+        return self._ask("run")
+
+    @property
+    def out(self):
+        return self._ask("out")
+
+    def close(self) -> None:
+        self._conn.send("close")
+        self._proc.join(timeout=60)
+
+
+def _serve(conn, build, cores: bool, scheduler: bool) -> None:
+    """A `ChildProgram`'s process: its XLA:CPU settings and devices before JAX starts, then what `conn` asks."""
+    distributed.use_cpu_flags(concurrent=scheduler)
+    distributed.use_cpu_cores()
+    try:
+        prog = build(cores)
+    except BaseException as e:  # noqa: BLE001 - reported at the first question
+        prog, failed = None, repr(e)
+    while (what := conn.recv()) != "close":
+        try:
+            if prog is None:
+                raise RuntimeError(failed)
+            value = {"compile": prog.compile, "run": prog.run, "out": lambda: (None, jax.device_get(prog.out[1]))}[what]()
+            conn.send((True, value))
+        except Exception as e:  # noqa: BLE001 - raised again in the parent
+            conn.send((False, repr(e)))
+
 
 class TrainCommand:
     """What users run: `pjrl train --algo ALGO --num-seeds SEEDS` (files and TensorBoard on), each call a
@@ -98,10 +154,21 @@ class TrainCommand:
 
 def layouts(build, seeds: int) -> tuple[dict[str, "Program"], str]:
     """`({"one device": build(False), "cores": build(True)}, core)`: the seeds vmapped on one device and, above
-    one seed with several devices, split over them; `core` names the layout `pjrl train` runs."""
-    programs = {"one device": build(False)}
+    one seed with several devices, split over them; `core` names the layout `pjrl train` runs.
+
+    A layout whose runs a device would run with XLA's concurrency-optimised CPU scheduler set
+    otherwise than this process (`distributed.wants_cpu_scheduler`) is built and timed in a process
+    of its own (`ChildProgram`); `build` must then pickle (a module-level function or a partial of one).
+    """
+    shares = {"one device": (False, seeds)}
     if seeds > 1 and jax.device_count() > 1:
-        programs["cores"] = build(True)
+        shares["cores"] = (True, seeds // distributed.cpu_devices_for(seeds, jax.device_count()))
+    programs = {}
+    for name, (cores, per_device) in shares.items():
+        scheduler = distributed.wants_cpu_scheduler(per_device)
+        on_cpu = jax.devices()[0].platform == "cpu"
+        programs[name] = ChildProgram(build, cores, scheduler) \
+            if on_cpu and scheduler != distributed.cpu_scheduler_on() else build(cores)
     return programs, list(programs)[-1]
 
 

@@ -19,6 +19,7 @@ the rounds, each ratio the median of the rounds' ratios.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def main() -> None:
         # PureJaxRL's dqn.py config exactly (ENV_DEFAULTS also anneals the learning rate; the cost is the same)
         config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
         total = config.num_updates * config.steps_per_update
-        programs, core = layouts(lambda cores: program(config, n, cores), n)
+        programs, core = layouts(functools.partial(program, config, n), n)
         reference = (lambda: run_reference(a.reference, [
             "--algo", "dqn", "--env", "CartPole-v1", "--seeds", str(n), "--steps", str(steps), "--repeats",
             str(a.repeats)])) if a.reference else None
@@ -75,6 +76,7 @@ def main() -> None:
                               "run_s_rounds": [round(x, 3) for x in r["run_s_rounds"]],
                               "steps_per_s": round(total * n / r["run_s"]),
                               "final_return": round(float(final_returns(returns).mean()), 2)}), flush=True)
+            prog.close()
         if "reference" in res:
             ref = res["reference"]
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in ref.items()}), flush=True)

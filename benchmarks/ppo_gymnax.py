@@ -16,6 +16,7 @@ figure is the median over the rounds, each ratio the median of the rounds' ratio
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -79,7 +80,7 @@ def main():
     rows, clis, trained = [], {}, set()
     for seeds in [int(s) for s in a.seeds.split(",")]:
         steps = a.steps if seeds == 1 else a.steps_multi
-        programs, core = layouts(lambda cores: program(seeds, steps, cores), seeds)
+        programs, core = layouts(functools.partial(program, seeds, steps), seeds)
         reference = (lambda: run_reference(a.reference, [
             "--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps", str(steps), "--repeats",
             str(a.repeats)], timeout=900)) if a.reference else None
@@ -113,6 +114,8 @@ def main():
                          f"(speed {res[name]['speedup_run']:.2f}x)")
         print(line, flush=True)
         rows.append(row)
+        for prog in programs.values():
+            prog.close()
         if train:
             cli = clis[seeds] = {k: round(v, 3) if isinstance(v, float) else v for k, v in res["pjrl_train"].items()}
             cold, warm = cli["compile_cold_s"], cli["compile_warm_s"]

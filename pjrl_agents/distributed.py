@@ -40,6 +40,7 @@ More than one device in a process with a host env is refused.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -105,32 +106,108 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return True
 
 
-CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
-"""XLA:CPU settings pjrl runs with (`use_cpu_flags`). XLA's concurrency-optimised scheduler orders a
-program's kernels so that independent ones can run on different threads. An RL update is thousands of
-kernels of microseconds each, and on a CPU the hand-offs often cost more than they save. Without the
-scheduler, one CartPole DQN seed at PureJaxRL's config trains about 10 % faster on 2 cores; seeds split
-over the cores take the same time either way; vmapped on one device, 16 PPO seeds run faster without it
-and 64 slower. Results are the same bit for bit (docs/design.md has the figures)."""
+SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
+CONCURRENT_RUNS = 32
+"""XLA's concurrency-optimised scheduler orders a program's kernels so that independent ones can run on
+different threads. An RL update is thousands of kernels of microseconds each, and on a CPU the hand-offs
+cost more than they save until a device holds many runs (each kernel batched over them): pjrl runs
+without it, and with it where a CPU device holds `CONCURRENT_RUNS` runs or more (`plan` chooses,
+before JAX starts). CartPole at PureJaxRL's configs on 2 cores: one DQN seed trains 7-10 % faster
+without it, 16 seeds vmapped on one device about the same either way (PPO and DQN), 64 vmapped
+seeds faster with it (PPO 18-20 %, DQN 7 %). Results are the same bit for bit (docs/design.md has
+the figures)."""
 
-USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
-"""XLA_FLAGS as the process started, before `use_cpu_flags` added to it (benchmarks run references with it)"""
+CPU_FLAGS = (f"{SCHEDULER_FLAG}=false",)
+"""XLA:CPU settings pjrl adds when imported (`use_cpu_flags`)."""
+
+_ADDED = "PJRL_ADDED_XLA_FLAGS"
+"""`{"xla_flags": XLA_FLAGS as pjrl left them, "added": [the flags it added]}`, so that a process started
+from this one tells pjrl's flags from the user's (while XLA_FLAGS are as pjrl left them)"""
 
 
-def use_cpu_flags() -> list[str]:
-    """Adds `CPU_FLAGS` to XLA_FLAGS, each unless XLA_FLAGS already names it (the user's setting wins).
+def _added() -> list[str]:
+    try:
+        mark = json.loads(os.environ.get(_ADDED) or "{}")
+    except ValueError:
+        return []
+    return mark.get("added", []) if mark.get("xla_flags") == os.environ.get("XLA_FLAGS") else []
 
-    Runs when pjrl_agents is imported; XLA reads the variable once, when JAX first
-    touches a device, so after that it changes nothing. Returns the flags added.
+
+def _user_flags() -> str | None:
+    flags, added = os.environ.get("XLA_FLAGS"), _added()
+    if flags is None or not added:
+        return flags
+    own = [f for f in flags.split() if f not in added]
+    return " ".join(own) if own else None
+
+
+USER_XLA_FLAGS = _user_flags()
+"""XLA_FLAGS as the user set them, without the flags pjrl added (benchmarks run references with them)"""
+
+
+def use_cpu_flags(concurrent: bool = False) -> list[str]:
+    """Puts `CPU_FLAGS` in XLA_FLAGS, the scheduler on where `concurrent`, each unless the user named it.
+
+    Runs when pjrl_agents is imported, and again from `plan` for the runs a CPU
+    device will hold; XLA reads the variable once, when JAX first touches a device,
+    so after that it changes nothing. Returns the flags set.
     """
     from jax._src import xla_bridge
     if xla_bridge.backends_are_initialized():
         return []
-    current = os.environ.get("XLA_FLAGS", "")
-    added = [f for f in CPU_FLAGS if f.split("=")[0] not in current]
-    if added:
-        os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
-    return added
+    user = USER_XLA_FLAGS or ""
+    wanted = [f"{SCHEDULER_FLAG}={str(concurrent).lower()}"]
+    wanted = [f for f in wanted if f.split("=")[0] not in user]
+    added = _added()
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if f not in added]
+    if wanted or added:
+        os.environ["XLA_FLAGS"] = " ".join(kept + wanted)
+        os.environ[_ADDED] = json.dumps({"xla_flags": os.environ["XLA_FLAGS"], "added": wanted})
+    return wanted
+
+
+def _scheduler_in(flags: str | None) -> bool | None:
+    """What `flags` (XLA_FLAGS text) set the concurrency-optimised scheduler to; None where they do not name it."""
+    named = [f for f in (flags or "").split() if f.split("=")[0] == SCHEDULER_FLAG]
+    return named[-1].split("=", 1)[-1].lower() not in ("false", "0") if named else None
+
+
+def cpu_scheduler_on() -> bool:
+    """Whether XLA_FLAGS (as this process's JAX reads them) turn XLA:CPU's concurrency-optimised scheduler on."""
+    return _scheduler_in(os.environ.get("XLA_FLAGS")) is not False
+
+
+def _cpu_devices_to_come() -> int:
+    """The CPU devices JAX will start with (`use_cpu_cores` or the user chose them), before it starts."""
+    for f in os.environ.get("XLA_FLAGS", "").split():
+        if f.startswith("--xla_force_host_platform_device_count="):
+            value = f.split("=", 1)[1]
+            return int(value) if value.isdigit() else 1  # XLA itself refuses a bad count
+    return max(jax.config.jax_num_cpu_devices, 1)
+
+
+def cpu_devices_for(runs: int, cores: int, gathers: bool = False) -> int:
+    """The CPU devices of one process a run of `runs` runs uses by default: the most cores the runs divide
+    over, or one where the run gathers runs across devices."""
+    return 1 if gathers else max(d for d in divisors(runs) if d <= cores)
+
+
+def wants_cpu_scheduler(runs_per_device: int) -> bool:
+    """Whether a process whose CPU devices hold `runs_per_device` runs each runs with XLA's concurrency-optimised
+    scheduler: as the user's XLA_FLAGS say where they name it, else from `CONCURRENT_RUNS` runs a device."""
+    user = _scheduler_in(USER_XLA_FLAGS)
+    return runs_per_device >= CONCURRENT_RUNS if user is None else user
+
+
+def _choose_cpu_scheduler(devices: int | None, runs: int, gathers: bool) -> None:
+    """Before JAX starts: XLA:CPU's scheduler for the runs each device of this plan will hold (`CONCURRENT_RUNS`)."""
+    from jax._src import distributed as jax_distributed, xla_bridge
+    if xla_bridge.backends_are_initialized() or jax_distributed.global_state.client is not None:
+        return
+    count = _cpu_devices_to_come()
+    devices = cpu_devices_for(runs, count, gathers) if devices is None else devices
+    if 1 <= devices <= count and runs % devices == 0:  # else `plan` refuses the counts
+        use_cpu_flags(concurrent=wants_cpu_scheduler(runs // devices))
 
 
 def use_cpu_cores() -> int | None:
@@ -470,12 +547,13 @@ def plan(devices: int | None, num_envs: int, num_seeds: int = 1, members: int = 
     runs divide over, or one where the run `gathers` runs across devices (PBT's
     exploit step): no collectives among CPU devices unless asked for.
     """
+    _choose_cpu_scheduler(devices, members * num_seeds, gathers)  # before jax.devices() starts JAX
     visible = jax.devices()
     if devices is None:
         devices = len(visible)
         if visible[0].platform == "cpu" and jax.process_count() == 1:
             # CPU devices are cores: the most that the runs divide over; one run stays on one
-            devices = 1 if gathers else max(d for d in divisors(members * num_seeds) if d <= devices)
+            devices = cpu_devices_for(members * num_seeds, devices, gathers)
     if devices < 1:
         raise ConfigError(f"--devices must be >= 1, got {devices}")
     if devices > len(visible):
