@@ -1,6 +1,7 @@
 """Helpers for benchmark scripts: timing with compile apart, the reference as a subprocess."""
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -60,13 +61,16 @@ class Program:
     """A jitted program on fixed arguments: `compile()` times lowering and compiling it afresh (JAX's
     in-memory caches cleared first, so every compile is cold), `run()` times one run."""
 
-    def __init__(self, fn, *args):
+    def __init__(self, fn, *args, lowering=None):
         self.fn, self.args, self.compiled, self.out = fn, args, None, None
+        self.lowering = lowering or contextlib.nullcontext  # e.g. `pjrl_envs.prng.held`, as the runner lowers
 
     def compile(self) -> float:
         jax.clear_caches()
         t0 = time.perf_counter()
-        self.compiled = self.fn.lower(*self.args).compile()
+        with self.lowering():
+            lowered = self.fn.lower(*self.args)
+        self.compiled = lowered.compile()
         return time.perf_counter() - t0
 
     def run(self) -> float:

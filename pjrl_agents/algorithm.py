@@ -55,6 +55,10 @@ class Agent(Protocol):
         zeroes each env's memory where an episode ends (`pjrl_envs.rollout(..., memory=)` does).
         """
 
+    # optional: `holds_keys = True` has the runner lower a program of one unbatched run inside
+    # `pjrl_envs.prng.held()` (each Threefry hash in a kernel of its own), for an agent whose update
+    # derives many keys and compiles faster so (DQN)
+
 
 @dataclasses.dataclass(frozen=True)
 class Algorithm:

@@ -187,8 +187,10 @@ class Run:
             init_program = init_fn.lower(keys, configs)
         state_shape = jax.eval_shape(init_fn, keys, configs)
         shared = ex.member_configs()[0] if len(ex.members) == 1 and population is None else None
-        chunk_program = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared), in_axes=(0, None, None),
-                                    metrics=True).lower(state_shape, 0, 0)
+        held = ex.num_runs == 1 and ex.plan.mesh is None and getattr(ex.agent, "holds_keys", False)
+        with prng.held() if held else contextlib.nullcontext():  # the agent's choice (DQN: one seed 4.9 -> 3.6 s)
+            chunk_program = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared), in_axes=(0, None, None),
+                                        metrics=True).lower(state_shape, 0, 0)
         with ThreadPoolExecutor(1) as pool:  # the two programs compile side by side
             compiling_init = pool.submit(init_program.compile)
             chunk = chunk_program.compile()

@@ -214,10 +214,15 @@ def test_learns_cartpole_beyond_a_random_policy():
 
 
 def test_pjrl_train_dqn_writes_summary_and_metrics(tmp_path, monkeypatch):
+    """... and lowers its one unbatched run's chunk with each Threefry hash held in a kernel of its own."""
+    from pjrl_agents import runner
     monkeypatch.setenv("PJRL_CACHE_DIR", "off")
+    entered, held = [], runner.prng.held
+    monkeypatch.setattr(runner.prng, "held", lambda: entered.append(1) or held())
     out = tmp_path / "run"
     assert cli.main(["train", "--algo", "dqn", "--total-timesteps", "3000", "--set", "learning_starts=1000",
                      "--out", str(out), "--quiet"]) == 0
+    assert entered == [1] and dqn.DQN.holds_keys
     summary = json.loads((out / "summary.json").read_text())
     assert summary["algo"] == "dqn" and summary["total_timesteps"] == 3000
     assert summary["config"]["batch_size"] == 128  # CartPole defaults applied

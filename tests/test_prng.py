@@ -39,3 +39,25 @@ def test_looped_lowers_with_the_loop_inside_and_without_it_after():
     with pytest.raises(KeyError), prng.looped():
         raise KeyError("a failure while lowering")
     assert " while(" not in program().as_text()
+
+
+def test_held_keeps_each_hash_in_a_kernel_of_its_own_with_the_same_bits_and_only_inside():
+    def derived(key):  # a key derived once and drawn from in four places
+        k = jax.random.split(key)[1]
+        return jnp.stack([jax.random.uniform(jax.random.fold_in(k, i), (3,)) for i in range(4)])
+
+    def program(fn):  # a fresh function each time: jit caches what it lowered per function
+        return jax.jit(lambda k: fn(k)).lower(jax.random.PRNGKey(3)).compile()
+
+    with prng.held():
+        held = program(derived)
+        held_bits = program(lambda k: jax.random.bits(k, (4,), jnp.uint32))
+        held_split = program(lambda k: jax.random.key_data(jax.random.split(k, 3)))
+    assert " divide(" in held.as_text()  # the integer divide by a one XLA cannot see through
+    np.testing.assert_array_equal(held(jax.random.PRNGKey(3)), program(derived)(jax.random.PRNGKey(3)))
+    np.testing.assert_array_equal(held_bits(jax.random.PRNGKey(42)), BITS_42)
+    np.testing.assert_array_equal(held_split(jax.random.PRNGKey(0)), SPLIT_0)
+    assert " divide(" not in program(derived).as_text()
+    with pytest.raises(KeyError), prng.held():
+        raise KeyError("a failure while lowering")
+    assert " divide(" not in program(derived).as_text()
