@@ -183,12 +183,13 @@ class Run:
         init_fn = ex.plan.jit(ex.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
         # init runs once: lowered with JAX's looped Threefry where that compiles faster (one run, unbatched:
         # CartPole DQN 2.0 -> 1.1 s; batched it compiles slower), the same bits
-        with prng.looped() if ex.num_runs == 1 and ex.plan.mesh is None else contextlib.nullcontext():
+        unbatched = ex.num_runs == 1 and ex.plan.mesh is None  # one run, traced without vmap
+        with prng.looped() if unbatched else contextlib.nullcontext():
             init_program = init_fn.lower(keys, configs)
         state_shape = jax.eval_shape(init_fn, keys, configs)
         shared = ex.member_configs()[0] if len(ex.members) == 1 and population is None else None
-        held = ex.num_runs == 1 and ex.plan.mesh is None and getattr(ex.agent, "holds_keys", False)
-        with prng.held() if held else contextlib.nullcontext():  # the agent's choice (DQN: one seed 4.9 -> 3.6 s)
+        # the chunk of one run held where the agent asks (`holds_keys`; DQN one seed compiles 4.9 -> 3.6 s)
+        with prng.held() if unbatched and getattr(ex.agent, "holds_keys", False) else contextlib.nullcontext():
             chunk_program = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared), in_axes=(0, None, None),
                                         metrics=True).lower(state_shape, 0, 0)
         with ThreadPoolExecutor(1) as pool:  # the two programs compile side by side

@@ -38,7 +38,6 @@ def active() -> bool:
     return _state["active"]
 
 
-@contextlib.contextmanager
 def looped():
     """Programs lowered inside use JAX's own looped lowering (the same bits).
 
@@ -49,17 +48,9 @@ def looped():
     a program lowered meanwhile on another thread gets the loop too (the same bits,
     only slower).
     """
-    if not _state["active"]:
-        yield
-        return
-    _register(rolled=True)
-    try:
-        yield
-    finally:
-        _register(rolled=False)
+    return _lowered(rolled=True)
 
 
-@contextlib.contextmanager
 def held():
     """Programs lowered inside compute each hash once, in a kernel of its own (the same bits).
 
@@ -71,10 +62,16 @@ def held():
     keys; a rollout that draws a few numbers a step runs faster with the hash
     fused. Not thread-safe, as `looped`.
     """
+    return _lowered(held=True)
+
+
+@contextlib.contextmanager
+def _lowered(**how):
+    """Programs lowered inside use the lowering `_register(**how)` names, then the straight line again."""
     if not _state["active"]:
         yield
         return
-    _register(held=True)
+    _register(**how)
     try:
         yield
     finally:
