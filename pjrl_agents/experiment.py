@@ -49,7 +49,7 @@ class RunSpec:
     """root of the seeds' keys (see num_seeds)"""
     chunks: int = 50
     """most pieces the update scan is cut into: metrics leave the device after each. A piece
-    that would last under half a second runs up to 5x longer (so a short run uses fewer)"""
+    that would last under a second runs up to 25x longer (so a short run uses fewer)"""
     checkpoint_every: int = 0
     """checkpoint every N updates (0: only at the end; a final checkpoint is always written)"""
     eval_episodes: int = 10

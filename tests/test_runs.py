@@ -206,25 +206,26 @@ def test_sinks_write_what_tensorboard_and_json_read_back(tmp_path):
     assert csv_lines[2] == "0,1,1,512,0.433333,nan" and len(csv_lines) == 6
 
 
-def test_chunks_stretch_to_half_a_second_between_their_planned_length_and_five_times_it(monkeypatch):
+def test_chunks_stretch_to_a_second_between_their_planned_length_and_25_times_it(monkeypatch):
     from pjrl_agents import runner
-    pace = runner._Pace.for_run(195, 50, (0, 0, None))
-    assert (pace.shortest, pace.longest) == (4, 20)
+    pace = runner._Pace.for_run(1000, 50, (0, 0, None))
+    assert (pace.shortest, pace.longest) == (20, 500)
+    assert runner._Pace.for_run(195, 50, (0, 0, None)).longest == 100
     assert (runner._Pace.for_run(195, 1, (0, 0, None)).shortest, runner._Pace.for_run(195, 1, (0,)).longest) == (195, 195)
     assert (runner._Pace.for_run(195, 50, (8, 0, None)).shortest, runner._Pace.for_run(195, 50, (8,)).longest) == (4, 8)
     assert (runner._Pace.for_run(1000, 50, (0, 30, 10)).shortest, runner._Pace.for_run(1000, 50, (0, 30)).longest) == (10, 30)
-    clock = iter([0.0, 0.04, 0.05, 2.04, 2.05, 5.0, 10.0])
+    clock = iter([0.0, 0.01, 0.02, 2.04, 2.05, 15.0, 10.0])
     monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
-    assert pace.length() == 4
-    pace.dispatched(4)  # at 0.0
-    pace.dispatched(4)  # at 0.04, queued behind the first
-    pace.finished()  # the first at 0.05: 4 updates in 0.05 s, 80 would take 0.5 s; at most 20
     assert pace.length() == 20
-    pace.finished()  # the second at 2.04, started when the first ended: 4 updates in 1.99 s
-    assert pace.length() == 4
-    pace.dispatched(5)  # at 2.05, after an idle gap (a checkpoint) that is not counted
-    pace.finished()  # at 5.0: 0.59 s an update, so 1 would do: at least the planned 4
-    assert pace.length() == 4
+    pace.dispatched(20)  # at 0.0
+    pace.dispatched(20)  # at 0.01, queued behind the first
+    pace.finished()  # the first at 0.02: 20 updates in 0.02 s, 1000 would take 1 s; at most 500
+    assert pace.length() == 500
+    pace.finished()  # the second at 2.04, started when the first ended: 20 updates in 2.02 s, 10 would do
+    assert pace.length() == 20  # at least the planned 20
+    pace.dispatched(20)  # at 2.05, after an idle gap (a checkpoint) that is not counted
+    pace.finished()  # at 15.0: 0.65 s an update
+    assert pace.length() == 20
     monkeypatch.setattr(runner.jax, "process_count", lambda: 2)  # processes keep to the planned length
     assert runner._Pace.for_run(195, 50, (0,)).longest == 4
 
