@@ -91,6 +91,7 @@ class ChildProgram:
     def __init__(self, build, cores: bool, scheduler: bool):
         ctx = multiprocessing.get_context("spawn")
         self._conn, there = ctx.Pipe()
+        self._out = None
         self._proc = ctx.Process(target=_serve, args=(there, build, cores, scheduler), daemon=True)
         self._proc.start()
 
@@ -105,11 +106,15 @@ class ChildProgram:
         return self._ask("compile")
 
     def run(self) -> float:
+        self._out = None
         return self._ask("run")
 
     @property
     def out(self):
-        return self._ask("out")
+        """Fetched from the program's process once per run."""
+        if self._out is None:
+            self._out = self._ask("out")
+        return self._out
 
     def close(self) -> None:
         self._conn.send("close")

@@ -155,9 +155,7 @@ def use_cpu_flags(concurrent: bool = False) -> list[str]:
     from jax._src import xla_bridge
     if xla_bridge.backends_are_initialized():
         return []
-    user = USER_XLA_FLAGS or ""
-    wanted = [f"{SCHEDULER_FLAG}={str(concurrent).lower()}"]
-    wanted = [f for f in wanted if f.split("=")[0] not in user]
+    wanted = [f"{SCHEDULER_FLAG}={str(concurrent).lower()}"] if _scheduler_in(USER_XLA_FLAGS) is None else []
     added = _added()
     kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if f not in added]
     if wanted or added:
@@ -177,13 +175,20 @@ def cpu_scheduler_on() -> bool:
     return _scheduler_in(os.environ.get("XLA_FLAGS")) is not False
 
 
+def _forced_cpu_devices() -> int | None:
+    """The CPU device count XLA_FLAGS force (`--xla_force_host_platform_device_count`); None where they do not."""
+    named = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if f.split("=")[0] == "--xla_force_host_platform_device_count"]
+    if not named:
+        return None
+    value = named[-1].split("=", 1)[-1]
+    return int(value) if value.isdigit() else 1  # XLA itself refuses a bad count
+
+
 def _cpu_devices_to_come() -> int:
     """The CPU devices JAX will start with (`use_cpu_cores` or the user chose them), before it starts."""
-    for f in os.environ.get("XLA_FLAGS", "").split():
-        if f.startswith("--xla_force_host_platform_device_count="):
-            value = f.split("=", 1)[1]
-            return int(value) if value.isdigit() else 1  # XLA itself refuses a bad count
-    return max(jax.config.jax_num_cpu_devices, 1)
+    forced = _forced_cpu_devices()
+    return max(jax.config.jax_num_cpu_devices, 1) if forced is None else forced
 
 
 def cpu_devices_for(runs: int, cores: int, gathers: bool = False) -> int:
@@ -228,8 +233,7 @@ def use_cpu_cores() -> int | None:
         count = _env_int("PJRL_CPU_DEVICES")
         if count < 1:
             raise ConfigError(f"PJRL_CPU_DEVICES={raw}: expected a whole number >= 1")
-    elif "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") \
-            or jax.config.jax_num_cpu_devices >= 0:
+    elif _forced_cpu_devices() is not None or jax.config.jax_num_cpu_devices >= 0:
         return None
     else:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
