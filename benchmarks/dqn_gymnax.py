@@ -30,10 +30,9 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_envs import prng
 from benchmarks.common import (Program, TrainCommand, add_round_flags, check_round_flags, layouts,
                                paired_rounds, run_reference, seeds_program)
-from pjrl_agents import distributed, dqn
+from pjrl_agents import distributed, dqn, runner
 from pjrl_agents.experiment import final_returns
 
 ENV = "gymnax:CartPole-v1"
@@ -43,7 +42,7 @@ def program(config: dqn.DQNConfig, num_seeds: int, cores: bool = False) -> Progr
     """The training of `num_seeds` seeds on one device, or (`cores`) split over the devices."""
     env = pjrl_envs.make(ENV, num_envs=config.num_envs)
     fn, keys = seeds_program(dqn.make_train(config, env), jax.random.split(jax.random.PRNGKey(0), num_seeds), cores)
-    return Program(fn, keys, lowering=prng.held if num_seeds == 1 and dqn.DQN.holds_keys else None)  # as the runner
+    return Program(fn, keys, lowering=functools.partial(runner.chunk_lowering, dqn.DQN, num_seeds == 1))
 
 
 def main() -> None:
