@@ -85,7 +85,7 @@ class Program:
 class ChildProgram:
     """A `Program` built by `build(cores)` and timed in a Python process of its own, started with
     XLA's concurrency-optimised CPU scheduler on or off (`scheduler`), as `pjrl train` would run its
-    layout (`distributed.CONCURRENT_RUNS`; XLA reads the setting once per process). `out` is
+    layout (`distributed.wants_cpu_scheduler`; XLA reads the setting once per process). `out` is
     `(None, metrics)` of the last run."""
 
     def __init__(self, build, cores: bool, scheduler: bool):
@@ -161,20 +161,21 @@ class TrainCommand:
         self._tmp.cleanup()
 
 
-def layouts(build, seeds: int) -> tuple[dict[str, "Program"], str]:
+def layouts(build, seeds: int, concurrent_runs: int = distributed.CONCURRENT_RUNS) -> tuple[dict[str, "Program"], str]:
     """`({"one device": build(False), "cores": build(True)}, core)`: the seeds vmapped on one device and, above
     one seed with several devices, split over them; `core` names the layout `pjrl train` runs.
 
     A layout whose runs a device would run with XLA's concurrency-optimised CPU scheduler set
-    otherwise than this process (`distributed.wants_cpu_scheduler`) is built and timed in a process
-    of its own (`ChildProgram`); `build` must then pickle (a module-level function or a partial of one).
+    otherwise than this process (`distributed.wants_cpu_scheduler`, from the algorithm's `concurrent_runs`)
+    is built and timed in a process of its own (`ChildProgram`); `build` must then pickle (a module-level
+    function or a partial of one).
     """
     shares = {"one device": (False, seeds)}
     if seeds > 1 and jax.device_count() > 1:
         shares["cores"] = (True, seeds // distributed.cpu_devices_for(seeds, jax.device_count()))
     programs = {}
     for name, (cores, per_device) in shares.items():
-        scheduler = distributed.wants_cpu_scheduler(per_device)
+        scheduler = distributed.wants_cpu_scheduler(per_device, concurrent_runs)
         on_cpu = jax.devices()[0].platform == "cpu"
         programs[name] = ChildProgram(build, cores, scheduler) \
             if on_cpu and scheduler != distributed.cpu_scheduler_on() else build(cores)

@@ -62,7 +62,7 @@ def main() -> None:
         # PureJaxRL's dqn.py config exactly (ENV_DEFAULTS also anneals the learning rate; the cost is the same)
         config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
         total = config.num_updates * config.steps_per_update
-        programs, core = layouts(functools.partial(program, config, n), n)
+        programs, core = layouts(functools.partial(program, config, n), n, dqn.ALGORITHM.concurrent_runs)
         reference = (lambda: run_reference(a.reference, [
             "--algo", "dqn", "--env", "CartPole-v1", "--seeds", str(n), "--steps", str(steps), "--repeats",
             str(a.repeats)])) if a.reference else None

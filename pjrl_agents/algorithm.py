@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol
 import jax
 
 from pjrl_agents.common import ConfigError
+from pjrl_agents.distributed import CONCURRENT_RUNS
 from pjrl_envs.core import VecEnv
 from pjrl_envs.registry import entry_points
 
@@ -82,6 +83,9 @@ class Algorithm:
     ranges: dict = dataclasses.field(default_factory=dict)
     """`{setting: "(0, inf)"}`: where each traced number must lie (population-based training keeps
     perturbed settings inside)"""
+    concurrent_runs: int = CONCURRENT_RUNS
+    """runs a CPU device holds from which XLA:CPU's concurrency-optimised scheduler runs its program
+    faster (`distributed.wants_cpu_scheduler`)"""
 
 
 _registered: dict[str, Algorithm] = {}

@@ -111,11 +111,12 @@ CONCURRENT_RUNS = 32
 """XLA's concurrency-optimised scheduler orders a program's kernels so that independent ones can run on
 different threads. An RL update is thousands of kernels of microseconds each, and on a CPU the hand-offs
 cost more than they save until a device holds many runs (each kernel batched over them): pjrl runs
-without it, and with it where a CPU device holds `CONCURRENT_RUNS` runs or more (`plan` chooses,
-before JAX starts). CartPole at PureJaxRL's configs on 2 cores: one DQN seed trains 7-10 % faster
-without it, 16 seeds vmapped on one device about the same either way (PPO and DQN), 64 vmapped
-seeds faster with it (PPO 18-20 %, DQN 7 %). Results are the same bit for bit (docs/design.md has
-the figures)."""
+without it, and with it where a CPU device holds `CONCURRENT_RUNS` runs or more, or as many as the
+algorithm's own `Algorithm.concurrent_runs` (DQN's 16; `plan` chooses, before JAX starts). CartPole at
+PureJaxRL's configs on 2 cores: one DQN seed trains 7-10 % faster without it, 16 PPO seeds vmapped on
+one device about the same either way, 64 vmapped seeds faster with it (PPO 18-20 %, DQN 7 %), and
+DQN, which values its targets beside the gradient where the scheduler is on, 16 seeds 12-20 % faster.
+Results are the same bit for bit (docs/design.md has the figures)."""
 
 CPU_FLAGS = (f"{SCHEDULER_FLAG}=false",)
 """XLA:CPU settings pjrl adds when imported (`use_cpu_flags`)."""
@@ -197,22 +198,29 @@ def cpu_devices_for(runs: int, cores: int, gathers: bool = False) -> int:
     return 1 if gathers else max(d for d in divisors(runs) if d <= cores)
 
 
-def wants_cpu_scheduler(runs_per_device: int) -> bool:
+def cpu_kernels_side_by_side() -> bool:
+    """Whether this process's programs run on a CPU whose XLA runs independent kernels side by side (the
+    concurrency-optimised scheduler on). Starts JAX if nothing has yet."""
+    return jax.default_backend() == "cpu" and cpu_scheduler_on()
+
+
+def wants_cpu_scheduler(runs_per_device: int, concurrent_runs: int = CONCURRENT_RUNS) -> bool:
     """Whether a process whose CPU devices hold `runs_per_device` runs each runs with XLA's concurrency-optimised
-    scheduler: as the user's XLA_FLAGS say where they name it, else from `CONCURRENT_RUNS` runs a device."""
+    scheduler: as the user's XLA_FLAGS say where they name it, else from `concurrent_runs` runs a device (the
+    algorithm's `Algorithm.concurrent_runs`; `CONCURRENT_RUNS` by default)."""
     user = _scheduler_in(USER_XLA_FLAGS)
-    return runs_per_device >= CONCURRENT_RUNS if user is None else user
+    return runs_per_device >= concurrent_runs if user is None else user
 
 
-def _choose_cpu_scheduler(devices: int | None, runs: int, gathers: bool) -> None:
-    """Before JAX starts: XLA:CPU's scheduler for the runs each device of this plan will hold (`CONCURRENT_RUNS`)."""
+def _choose_cpu_scheduler(devices: int | None, runs: int, gathers: bool, concurrent_runs: int) -> None:
+    """Before JAX starts: XLA:CPU's scheduler for the runs each device of this plan will hold (`wants_cpu_scheduler`)."""
     from jax._src import distributed as jax_distributed, xla_bridge
     if xla_bridge.backends_are_initialized() or jax_distributed.global_state.client is not None:
         return
     count = _cpu_devices_to_come()
     devices = cpu_devices_for(runs, count, gathers) if devices is None else devices
     if 1 <= devices <= count and runs % devices == 0:  # else `plan` refuses the counts
-        use_cpu_flags(concurrent=wants_cpu_scheduler(runs // devices))
+        use_cpu_flags(concurrent=wants_cpu_scheduler(runs // devices, concurrent_runs))
 
 
 def use_cpu_cores() -> int | None:
@@ -543,15 +551,17 @@ def layout(devices: int, num_envs: int, num_seeds: int, members: int, splits_env
 
 
 def plan(devices: int | None, num_envs: int, num_seeds: int = 1, members: int = 1,
-         splits_envs: bool = False, gathers: bool = False) -> Plan:
+         splits_envs: bool = False, gathers: bool = False, concurrent_runs: int = CONCURRENT_RUNS) -> Plan:
     """Lays `members x num_seeds` runs over `devices` visible devices; raises ConfigError before anything compiles.
 
     `devices=None` uses every device of the default backend (every process's
     devices in a multi-process run); on the CPU of one process, the most cores the
     runs divide over, or one where the run `gathers` runs across devices (PBT's
-    exploit step): no collectives among CPU devices unless asked for.
+    exploit step): no collectives among CPU devices unless asked for. Made before JAX starts, it
+    sets XLA:CPU's scheduler for the runs a device will hold (`wants_cpu_scheduler`, from
+    `concurrent_runs`).
     """
-    _choose_cpu_scheduler(devices, members * num_seeds, gathers)  # before jax.devices() starts JAX
+    _choose_cpu_scheduler(devices, members * num_seeds, gathers, concurrent_runs)  # before jax.devices() starts JAX
     visible = jax.devices()
     if devices is None:
         devices = len(visible)

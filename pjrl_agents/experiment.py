@@ -243,7 +243,7 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
                                         algorithm.splits_envs)
     else:
         plan = distributed.plan(spec.devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs,
-                                gathers=spec.pbt is not None)
+                                gathers=spec.pbt is not None, concurrent_runs=algorithm.concurrent_runs)
     if spec.pbt is not None:
         from pjrl_agents.pbt import PBT
         if not isinstance(spec.pbt, dict):

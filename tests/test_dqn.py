@@ -267,3 +267,21 @@ def test_replay_values_one_observation_per_row_with_the_targets_of_valuing_every
     first_ended = np.argmax(np.asarray(seq.terminated | seq.truncated)[:, :n_step], 1)
     assert np.asarray(seq.truncated)[np.arange(256), first_ended].sum() > 10  # rows that bootstrap from final_obs
     np.testing.assert_allclose(ours, by_hand, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_valuing_next_observations_in_each_gradient_step_learns_the_same_numbers(double_q):
+    """`value_in_step` (the target network values each batch inside its gradient step, for a CPU that runs
+    kernels side by side) trains to the same parameters as valuing an update's batches in one pass."""
+    config = dqn.default_config("gymnax:CartPole-v1", total_timesteps=2_000, learning_starts=300, double_q=double_q,
+                                target_update_interval=200)
+    env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=config.num_envs, max_steps_in_episode=15)
+    params = {}
+    for in_step in (False, True):
+        agent = dqn.DQN(config, env)
+        assert not agent.value_in_step  # pjrl_agents turns XLA:CPU's concurrency-optimised scheduler off
+        agent.value_in_step = in_step
+        state, metrics = jax.jit(lambda k: jax.lax.scan(lambda s, _: agent.update(s), agent.init(k), None, 12))(KEY)
+        assert float(metrics["learning"][-1]) == 1.0 and float(metrics["loss"][-1]) > 0
+        params[in_step] = state.params
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), params[False], params[True])

@@ -474,9 +474,10 @@ SCHEDULER = r"""
 import hashlib, json, os, subprocess, sys
 import pjrl_agents
 from pjrl_agents import distributed
-runs, devices = int(sys.argv[1]), (None if sys.argv[2] == "-" else int(sys.argv[2]))
+from pjrl_agents import algorithm as algorithms
+runs, devices, algo = int(sys.argv[1]), (None if sys.argv[2] == "-" else int(sys.argv[2])), sys.argv[3]
 distributed.use_cpu_cores()
-plan = distributed.plan(devices, 4, runs)
+plan = distributed.plan(devices, 4, runs, concurrent_runs=algorithms.get(algo).concurrent_runs)
 import jax, jax.numpy as jnp
 def probe(a, b):  # two independent chains: XLA's concurrency-optimised scheduler orders them otherwise
     x, y = a, b
@@ -487,18 +488,19 @@ text = jax.jit(probe).lower(jnp.ones((64, 64)), jnp.ones((64, 64))).compile().as
 child = subprocess.run([sys.executable, "-c", "from pjrl_agents import distributed; print(distributed.USER_XLA_FLAGS)"],
                        capture_output=True, text=True, env=os.environ).stdout.strip()
 print(json.dumps({"devices": plan.num_devices, "on": distributed.cpu_scheduler_on(), "child_user_flags": child,
+                  "side_by_side": distributed.cpu_kernels_side_by_side(),
                   "schedule": hashlib.sha1(text.encode()).hexdigest()}))
 """
 
 
-def _scheduler_run(runs, devices, user=None):
+def _scheduler_run(runs, devices, user=None, algo="ppo"):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PJRL_CPU_DEVICES="2",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     for name in ("XLA_FLAGS", "PJRL_ADDED_XLA_FLAGS"):  # as a user's shell starts it
         env.pop(name, None)
     if user:
         env["XLA_FLAGS"] = user
-    res = subprocess.run([sys.executable, "-c", SCHEDULER, str(runs), str(devices or "-")], env=env,
+    res = subprocess.run([sys.executable, "-c", SCHEDULER, str(runs), str(devices or "-"), algo], env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -506,15 +508,21 @@ def _scheduler_run(runs, devices, user=None):
 
 def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_device_holds():
     """Below `CONCURRENT_RUNS` runs a device XLA's concurrency-optimised scheduler stays off; from it on, on
-    (64 seeds over 2 core devices, 32 vmapped on one); XLA compiles with what was chosen (a probe's
-    schedule is that of a process started with the flag named); a user's setting wins; a process
-    started from pjrl's tells pjrl's flag from the user's."""
-    from pjrl_agents import distributed
-    assert distributed.CONCURRENT_RUNS == 32
+    (64 seeds over 2 core devices, 32 vmapped on one), or from the algorithm's own count (DQN: 16 on one
+    device, not 8 on each of 2); XLA compiles with what was chosen (a probe's schedule is that of a
+    process started with the flag named); a user's setting wins; a process started from pjrl's tells
+    pjrl's flag from the user's."""
+    from pjrl_agents import algorithm as algorithms, distributed
+    assert distributed.CONCURRENT_RUNS == algorithms.get("ppo").concurrent_runs == 32
+    assert algorithms.get("dqn").concurrent_runs == 16
     flag = distributed.SCHEDULER_FLAG
     few, many, one_device = _scheduler_run(16, None), _scheduler_run(64, None), _scheduler_run(32, 1)
     assert (few["devices"], few["on"]) == (2, False) and (many["devices"], many["on"]) == (2, True)
     assert one_device["devices"] == 1 and one_device["on"] and one_device["schedule"] == many["schedule"]
+    assert one_device["side_by_side"] and not few["side_by_side"]
+    dqn_one, dqn_split = _scheduler_run(16, 1, algo="dqn"), _scheduler_run(16, None, algo="dqn")
+    assert dqn_one["on"] and dqn_one["side_by_side"] and dqn_one["schedule"] == many["schedule"]
+    assert (dqn_split["devices"], dqn_split["on"]) == (2, False)
     named_on, named_off = _scheduler_run(16, None, f"{flag}=true"), _scheduler_run(64, None, f"{flag}=false")
     assert named_on["on"] and not named_off["on"]
     assert many["schedule"] == named_on["schedule"] and few["schedule"] == named_off["schedule"] != many["schedule"]
