@@ -42,16 +42,19 @@ def flatten_obs(obs: Any, batch_ndim: int = 1) -> jax.Array:
 
 
 class MLP(nn.Module):
-    """Dense layers with orthogonal init, as PPO implementations usually start."""
+    """Dense layers with orthogonal init, as PPO implementations usually start, or flax's default
+    (LeCun normal, as PureJaxRL's and CleanRL's DQN start); zero biases either way."""
 
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
+    orthogonal_init: bool = True
 
     @nn.compact
     def __call__(self, x):
         act = _ACTIVATIONS[self.activation]
+        init = orthogonal(np.sqrt(2)) if self.orthogonal_init else nn.initializers.lecun_normal()
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+            x = act(nn.Dense(size, kernel_init=init, bias_init=constant(0.0))(x))
         return x
 
 
