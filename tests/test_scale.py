@@ -530,6 +530,35 @@ def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_dev
     assert named_on["child_user_flags"] == f"{flag}=true"
 
 
+DQN_LAYOUT = r"""
+import json, sys
+from pjrl_agents import distributed, experiment
+devices = None if sys.argv[1] == "-" else int(sys.argv[1])
+distributed.use_cpu_cores()  # as `pjrl train` does
+built = experiment.build(experiment.RunSpec(algo="dqn", num_seeds=16, devices=devices,
+                                            settings={"total_timesteps": 2000, "learning_starts": 1000}))
+print(json.dumps({"devices": built.plan.num_devices, "on": distributed.cpu_scheduler_on(),
+                  "value_in_step": built.agent.value_in_step}))
+"""
+
+
+@pytest.mark.parametrize("devices", [1, None])
+def test_a_dqn_run_with_16_seeds_a_device_values_its_targets_beside_the_gradient(devices):
+    """The experiment layer plans with the algorithm's `concurrent_runs`: 16 DQN seeds on one CPU device run
+    with the concurrency-optimised scheduler and value each batch's targets in its gradient step; over 2
+    devices (8 each) neither."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PJRL_CPU_DEVICES="2",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    for name in ("XLA_FLAGS", "PJRL_ADDED_XLA_FLAGS"):
+        env.pop(name, None)
+    res = subprocess.run([sys.executable, "-c", DQN_LAYOUT, str(devices or "-")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    one = devices == 1
+    assert out == {"devices": 1 if one else 2, "on": one, "value_in_step": one}
+
+
 def test_a_device_with_one_run_traces_it_unbatched_and_returns_its_run_axis():
     """`Plan.jit` vmaps the runs, except one run alone, which runs as plain `fn` (faster on a CPU)."""
     from pjrl_agents import distributed
