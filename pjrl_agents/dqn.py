@@ -328,11 +328,11 @@ class DQN:
     steps one after another. The target network follows when an interval is due.
 
     Where XLA runs independent kernels side by side (a CPU with the concurrency-optimised
-    scheduler on: `concurrent_runs` or more runs a device), each gradient step values its own
-    batch's next observations instead (`value_in_step`), so that the target network's forward pass
-    runs beside the gradient: 16 CartPole seeds on one CPU device train 12-20 % faster so; with
-    kernels in sequence one pass is faster. The same parameters either way (bit for bit after 150
-    CartPole updates, with and without double-Q).
+    scheduler on, which `plan` turns on from `ALGORITHM.concurrent_runs`, 16, runs a device),
+    each gradient step values its own batch's next observations instead (`value_in_step`), so
+    that the target network's forward pass runs beside the gradient: 16 CartPole seeds on one
+    CPU device train 12-20 % faster so; with kernels in sequence one pass is faster. The same
+    parameters either way (bit for bit after 150 CartPole updates, with and without double-Q).
     """
 
     holds_keys = True
@@ -361,8 +361,8 @@ class DQN:
             max_length_time_axis=config.buffer_size // config.num_envs)
         self.num_updates = config.num_updates
         self.steps_per_update = config.steps_per_update
+        # the target network values each batch inside its gradient step, not an update's batches in one pass
         self.value_in_step = distributed.cpu_kernels_side_by_side()
-        """the target network values each batch inside its gradient step, not an update's batches in one pass"""
 
     def init(self, key: jax.Array, config: DQNConfig | None = None) -> DQNState:
         config = self.config if config is None else config
