@@ -251,6 +251,7 @@ def test_replay_values_one_observation_per_row_with_the_targets_of_valuing_every
                                 batch_size=256)
     env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=config.num_envs, max_steps_in_episode=4)
     agent = dqn.DQN(config, env)
+    agent.value_in_step = False  # the batches' next observations valued in one pass, by `_sample`
     state = jax.jit(lambda k: jax.lax.fori_loop(0, 30, lambda i, s: agent.update(s)[0], agent.init(k)))(KEY)
     key = jax.random.PRNGKey(3)
     batch = jax.tree.map(lambda x: x[0], agent._sample(state.buffer, key, state.target_params))
@@ -279,8 +280,7 @@ def test_valuing_next_observations_in_each_gradient_step_learns_the_same_numbers
     params = {}
     for in_step in (False, True):
         agent = dqn.DQN(config, env)
-        assert not agent.value_in_step  # pjrl_agents turns XLA:CPU's concurrency-optimised scheduler off
-        agent.value_in_step = in_step
+        agent.value_in_step = in_step  # (as built, it follows the scheduler this process's JAX started with)
         state, metrics = jax.jit(lambda k: jax.lax.scan(lambda s, _: agent.update(s), agent.init(k), None, 12))(KEY)
         assert float(metrics["learning"][-1]) == 1.0 and float(metrics["loss"][-1]) > 0
         params[in_step] = state.params
