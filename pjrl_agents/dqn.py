@@ -404,12 +404,12 @@ class DQN:
                                        -1)[..., 0]
         return masked_max(q_target, mask)
 
-    def _gradient_step(self, carry, batch: Sample, lr, hp: DQNConfig, target_params=None):
+    def _gradient_step(self, carry, batch: Sample, lr, hp: DQNConfig, target_params):
         params, opt_state = carry
 
-        # TD TARGET: the target network's Q of the batch's next observations, computed here where
-        # `target_params` are given (value_in_step), else for all of this update's batches at once
-        q_next = batch.q_next if target_params is None else self.network.apply(target_params, batch.next_obs)
+        # TD TARGET: the target network's Q of the batch's next observations, computed here
+        # (value_in_step) or for all of this update's batches at once (`_sample`)
+        q_next = self.network.apply(target_params, batch.next_obs) if self.value_in_step else batch.q_next
         next_value = self._next_value(params, q_next, batch.next_obs, batch.next_mask)
         final_value = batch.final_value
         if final_value is None:  # replay: next_value is V(final_obs) where the first step to end was truncated
@@ -447,13 +447,13 @@ class DQN:
             next_mask = pick(jnp.ones_like(next_mask), next_mask)
         else:
             final_value = seq.final_value[:, :, :n]
-        first_obs = jax.tree.map(lambda x: x[:, :, 0], seq.obs)
-        if self.value_in_step:
-            return Sample(first_obs, seq.action[:, :, 0], seq.reward[:, :, :n], terminated, truncated, final_value,
-                          next_obs, next_mask, None)
-        q_next = self.network.apply(target_params, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs))
-        return Sample(first_obs, seq.action[:, :, 0], seq.reward[:, :, :n], terminated, truncated, final_value,
-                      next_obs if self.config.double_q else None, next_mask, q_next.reshape(shape + q_next.shape[1:]))
+        q_next = None
+        if not self.value_in_step:
+            flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs)
+            q_next = self.network.apply(target_params, flat).reshape(shape + (-1,))
+        keep_next = self.value_in_step or self.config.double_q
+        return Sample(jax.tree.map(lambda x: x[:, :, 0], seq.obs), seq.action[:, :, 0], seq.reward[:, :, :n],
+                      terminated, truncated, final_value, next_obs if keep_next else None, next_mask, q_next)
 
     def update(self, state: DQNState) -> tuple[DQNState, dict]:
         """`num_steps` steps of every env into the buffer, then `gradient_steps` gradient steps.
@@ -487,8 +487,7 @@ class DQN:
 
         def learn(carry):
             batches = self._sample(buffer, learn_key, state.target_params)
-            in_step = state.target_params if self.value_in_step else None
-            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, lr, hp, in_step), carry, batches)
+            return jax.lax.scan(lambda c, b: self._gradient_step(c, b, lr, hp, state.target_params), carry, batches)
 
         (params, opt_state), losses = jax.lax.cond(
             learning, learn, lambda carry: (carry, zeros), (state.params, state.opt_state))

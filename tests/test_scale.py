@@ -493,17 +493,22 @@ print(json.dumps({"devices": plan.num_devices, "on": distributed.cpu_scheduler_o
 """
 
 
-def _scheduler_run(runs, devices, user=None, algo="ppo"):
+def _run_on_two_cores(script, *args, user=None):
+    """`script`'s last JSON line, run on 2 CPU devices with XLA_FLAGS as a user's shell starts it (`user`)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PJRL_CPU_DEVICES="2",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    for name in ("XLA_FLAGS", "PJRL_ADDED_XLA_FLAGS"):  # as a user's shell starts it
+    for name in ("XLA_FLAGS", "PJRL_ADDED_XLA_FLAGS"):
         env.pop(name, None)
     if user:
         env["XLA_FLAGS"] = user
-    res = subprocess.run([sys.executable, "-c", SCHEDULER, str(runs), str(devices or "-"), algo], env=env,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _scheduler_run(runs, devices, user=None, algo="ppo"):
+    return _run_on_two_cores(SCHEDULER, runs, devices or "-", algo, user=user)
 
 
 def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_device_holds():
@@ -547,14 +552,7 @@ def test_a_dqn_run_with_16_seeds_a_device_values_its_targets_beside_the_gradient
     """The experiment layer plans with the algorithm's `concurrent_runs`: 16 DQN seeds on one CPU device run
     with the concurrency-optimised scheduler and value each batch's targets in its gradient step; over 2
     devices (8 each) neither."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PJRL_CPU_DEVICES="2",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    for name in ("XLA_FLAGS", "PJRL_ADDED_XLA_FLAGS"):
-        env.pop(name, None)
-    res = subprocess.run([sys.executable, "-c", DQN_LAYOUT, str(devices or "-")], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = _run_on_two_cores(DQN_LAYOUT, devices or "-")
     one = devices == 1
     assert out == {"devices": 1 if one else 2, "on": one, "value_in_step": one}
 
