@@ -277,11 +277,14 @@ def epsilon(config: DQNConfig, timesteps):
 
 
 def epsilon_greedy(key, q, mask, eps):
-    """With probability `eps` a uniformly random legal action, else the greedy legal one. `(N,)`."""
-    explore_key, action_key = jax.random.split(key)
-    random_action = jax.random.categorical(action_key, jnp.where(mask, 0.0, -jnp.inf))
-    explore = jax.random.uniform(explore_key, random_action.shape) < eps
-    return jnp.where(explore, random_action, masked_argmax(q, mask))
+    """With probability `eps` a uniformly random legal action, else the greedy legal one. `(N,)`.
+
+    One draw of `A + 1` uniforms a row: the first chooses whether to explore, the largest of the
+    others over the legal actions which action (each legal action equally likely).
+    """
+    u = jax.random.uniform(key, q.shape[:-1] + (q.shape[-1] + 1,))
+    random_action = masked_argmax(u[..., 1:], mask)
+    return jnp.where(u[..., 0] < eps, random_action, masked_argmax(q, mask))
 
 
 def td_target(reward, terminated, truncated, final_value, next_value, gamma):
@@ -379,9 +382,9 @@ class DQN:
                         ts.obs, ts.action_mask, key,
                         jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), none, none, config)
 
-    def _env_step(self, state: DQNState, key: jax.Array):
+    def _env_step(self, state: DQNState, keys: jax.Array):
         # SELECT ACTION (params do not change within a rollout: one forward pass per env step)
-        act_key, step_key = jax.random.split(key)
+        act_key, step_key = keys[0], keys[1]
         eps = epsilon(state.config, state.timesteps)
         q = self.network.apply(state.params, state.obs)
         action = epsilon_greedy(act_key, q, state.mask, eps).astype(self.action_space.dtype)
@@ -461,14 +464,16 @@ class DQN:
         Numbers come from the traced `state.config` (`hp`), sizes from the static `self.config`.
         """
         hp, sizes = state.config, self.config
-        key, rollout_key, learn_key = jax.random.split(state.key, 3)
+        # every key of the update from one split: the next key, the learning key, and each env step's two
+        keys = jax.random.split(state.key, 2 + 2 * sizes.num_steps)
+        key, learn_key, step_keys = keys[0], keys[1], keys[2:].reshape((sizes.num_steps, 2) + keys.shape[1:])
         # env steps so far, from the update count (shared by every run in a chunk: conds on it stay conds)
         start = (state.update * sizes.steps_per_update).astype(state.timesteps.dtype)
         state = state._replace(timesteps=start)
 
         # COLLECT TRANSITIONS
         state, (traj, final_obs, episode) = jax.lax.scan(
-            self._env_step, state, jax.random.split(rollout_key, sizes.num_steps))
+            self._env_step, state, step_keys)
 
         if sizes.bootstrap == "collect":
             # VALUE THE PRE-RESET OBSERVATIONS in one pass: a scalar each, used where truncated. The mask

