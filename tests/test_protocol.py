@@ -71,6 +71,20 @@ def test_bounded_resets_hand_out_k_initial_states_in_env_order():
         AutoResetVecEnv(CounterEnv(), 5, resets=6)
 
 
+def test_a_step_draws_every_envs_keys_in_one_split_of_its_key():
+    # one-step episodes: each env's next obs is its reset's, whose start is drawn from its key
+    key, one = jax.random.PRNGKey(7), CounterEnv(length=1, random_start=True)
+    state, _ = AutoResetVecEnv(one, 8).reset(KEY)
+    _, ts = AutoResetVecEnv(one, 8).step(state, jnp.zeros((8,), jnp.int32), key)
+    keys = jax.random.split(key, (8, 2))  # env i: step key [i, 0], reset key [i, 1]
+    np.testing.assert_array_equal(ts.obs, np.stack([one.reset(keys[i, 1])[1].obs for i in range(8)]))
+    # bounded resets: the n step keys, then the k reset keys; env i takes reset i mod k when all end
+    bounded = AutoResetVecEnv(one, 8, resets=3)
+    _, ts = bounded.step(bounded.reset(KEY)[0], jnp.zeros((8,), jnp.int32), key)
+    keys = jax.random.split(key, 8 + 3)
+    np.testing.assert_array_equal(ts.obs, np.stack([one.reset(keys[8 + i % 3])[1].obs for i in range(8)]))
+
+
 def test_reset_info_has_step_keys_zero_filled():
     env = AutoResetVecEnv(CounterEnv(), 3)
     _, ts = env.reset(KEY)
