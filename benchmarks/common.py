@@ -14,7 +14,8 @@ from pathlib import Path
 
 import jax
 
-from pjrl_agents import distributed
+from pjrl_agents.run import devices
+from pjrl_agents.run import xla_cpu
 
 
 def time_compiled(fn, *args, repeats: int = 3) -> dict:
@@ -27,10 +28,10 @@ def time_compiled(fn, *args, repeats: int = 3) -> dict:
 
 def seeds_program(train, keys, cores: bool = False):
     """`(fn, keys)` to time: `train` over `keys` on one device (vmapped; one seed runs unbatched), or (`cores`)
-    with the seeds split over the devices; both as `pjrl train` runs them (`distributed.plan`)."""
+    with the seeds split over the devices; both as `pjrl train` runs them (`devices.plan`)."""
     if not cores:
-        return distributed.plan(1, 1, len(keys)).jit(train, in_axes=(0,)), keys
-    plan = distributed.plan(None, 1, len(keys))
+        return devices.plan(1, 1, len(keys)).jit(train, in_axes=(0,)), keys
+    plan = devices.plan(None, 1, len(keys))
     return plan.jit(train, in_axes=(0,)), plan.put(keys)
 
 
@@ -42,8 +43,8 @@ def run_reference(path: str, args: list[str], timeout: float | None = None) -> d
     reference runs with XLA_FLAGS as this process started (without pjrl's `CPU_FLAGS`).
     """
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRL_ADDED_XLA_FLAGS")}
-    if distributed.USER_XLA_FLAGS is not None:
-        env["XLA_FLAGS"] = distributed.USER_XLA_FLAGS
+    if xla_cpu.USER_XLA_FLAGS is not None:
+        env["XLA_FLAGS"] = xla_cpu.USER_XLA_FLAGS
     try:
         res = subprocess.run([sys.executable, path, *args], capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -85,7 +86,7 @@ class Program:
 class ChildProgram:
     """A `Program` built by `build(cores)` and timed in a Python process of its own, started with
     XLA's concurrency-optimised CPU scheduler on or off (`scheduler`), as `pjrl train` would run its
-    layout (`distributed.wants_cpu_scheduler`; XLA reads the setting once per process). `out` is
+    layout (`xla_cpu.wants_cpu_scheduler`; XLA reads the setting once per process). `out` is
     `(None, metrics)` of the last run."""
 
     def __init__(self, build, cores: bool, scheduler: bool):
@@ -123,8 +124,8 @@ class ChildProgram:
 
 def _serve(conn, build, cores: bool, scheduler: bool) -> None:
     """A `ChildProgram`'s process: its XLA:CPU settings and devices before JAX starts, then what `conn` asks."""
-    distributed.use_cpu_flags(concurrent=scheduler)
-    distributed.use_cpu_cores()
+    xla_cpu.use_cpu_flags(concurrent=scheduler)
+    xla_cpu.use_cpu_cores()
     try:
         prog = build(cores)
     except BaseException as e:  # noqa: BLE001 - reported at the first question
@@ -161,24 +162,24 @@ class TrainCommand:
         self._tmp.cleanup()
 
 
-def layouts(build, seeds: int, concurrent_runs: int = distributed.CONCURRENT_RUNS) -> tuple[dict[str, "Program"], str]:
+def layouts(build, seeds: int, concurrent_runs: int = xla_cpu.CONCURRENT_RUNS) -> tuple[dict[str, "Program"], str]:
     """`({"one device": build(False), "cores": build(True)}, core)`: the seeds vmapped on one device and, above
     one seed with several devices, split over them; `core` names the layout `pjrl train` runs.
 
     A layout whose runs a device would run with XLA's concurrency-optimised CPU scheduler set
-    otherwise than this process (`distributed.wants_cpu_scheduler`, from the algorithm's `concurrent_runs`)
+    otherwise than this process (`xla_cpu.wants_cpu_scheduler`, from the algorithm's `concurrent_runs`)
     is built and timed in a process of its own (`ChildProgram`); `build` must then pickle (a module-level
     function or a partial of one).
     """
     shares = {"one device": (False, seeds)}
     if seeds > 1 and jax.device_count() > 1:
-        shares["cores"] = (True, seeds // distributed.cpu_devices_for(seeds, jax.device_count()))
+        shares["cores"] = (True, seeds // xla_cpu.cpu_devices_for(seeds, jax.device_count()))
     programs = {}
     for name, (cores, per_device) in shares.items():
-        scheduler = distributed.wants_cpu_scheduler(per_device, concurrent_runs)
+        scheduler = xla_cpu.wants_cpu_scheduler(per_device, concurrent_runs)
         on_cpu = jax.devices()[0].platform == "cpu"
         programs[name] = ChildProgram(build, cores, scheduler) \
-            if on_cpu and scheduler != distributed.cpu_scheduler_on() else build(cores)
+            if on_cpu and scheduler != xla_cpu.cpu_scheduler_on() else build(cores)
     return programs, list(programs)[-1]
 
 

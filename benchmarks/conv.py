@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.common import ratio, time_compiled
-from pjrl_agents.networks import PatchConv
+from pjrl_agents.algorithms.networks import PatchConv
 
 STEPS = 10  # gradient steps per timed call
 

@@ -1,4 +1,4 @@
-"""Action distributions: `pjrl_agents.distributions` against distrax, at PPO minibatch sizes.
+"""Action distributions: `pjrl_agents.algorithms.distributions` against distrax, at PPO minibatch sizes.
 
     python benchmarks/distributions.py [--batches 128,4096] [--repeats 51]
 
@@ -30,7 +30,7 @@ import distrax  # noqa: E402
 DISTRAX_IMPORT_S = time.perf_counter() - t0
 
 from benchmarks.common import ratio  # noqa: E402
-from pjrl_agents.distributions import _MASKED, Categorical, DiagGaussian  # noqa: E402
+from pjrl_agents.algorithms.distributions import _MASKED, Categorical, DiagGaussian  # noqa: E402
 
 ENT_COEF = 0.01
 RTOL, ATOL = 1e-5, 1e-6

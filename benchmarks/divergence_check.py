@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax
 import jax.numpy as jnp
 
-from pjrl_agents import algorithm as algorithms
-from pjrl_agents.experiment import RunSpec, build
-from pjrl_agents.runner import _chunk_fn
+from pjrl_agents import algorithms
+from pjrl_agents.run.experiment import RunSpec, build
+from pjrl_agents.run.runner import _chunk_fn
 
 
 def plain_chunk(agent, chunk_len: int):

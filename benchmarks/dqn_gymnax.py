@@ -32,8 +32,10 @@ import numpy as np
 import pjrl_envs
 from benchmarks.common import (Program, TrainCommand, add_round_flags, check_round_flags, layouts,
                                paired_rounds, run_reference, seeds_program)
-from pjrl_agents import distributed, dqn, runner
-from pjrl_agents.experiment import final_returns
+from pjrl_agents.algorithms import dqn
+from pjrl_agents.run import runner
+from pjrl_agents.run import xla_cpu
+from pjrl_agents.run.experiment import final_returns
 
 ENV = "gymnax:CartPole-v1"
 
@@ -54,7 +56,7 @@ def main() -> None:
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py to run side by side")
     a = p.parse_args()
     check_round_flags(p, a)
-    distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
+    xla_cpu.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"# {jax.devices()[0].platform} x{jax.device_count()}, jax {jax.__version__}; {a.rounds} round(s), "
           "medians over them", flush=True)
     for n in (int(s) for s in a.seeds.split(",")):

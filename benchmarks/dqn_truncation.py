@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pjrl_agents import dqn
+from pjrl_agents.algorithms import dqn
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
 from pjrl_envs.types import TimeStep

@@ -2,7 +2,7 @@
 
   (a) envpool's own Python loop, random actions (`env.step` of its gymnasium API);
   (b) the pjrl adapter inside one jitted `lax.scan`, random actions drawn in JAX;
-  (c) PPO training (`pjrl_agents.ppo.make_train`) through the adapter;
+  (c) PPO training (`pjrl_agents.algorithms.ppo.make_train`) through the adapter;
   (x) for reference, envpool's own XLA interface (`env.xla()`) in a jitted scan, random
       actions: no same-step auto-reset, no seeding from a key, no vmap; see DESIGN.md;
 
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import ppo
+from pjrl_agents.algorithms import ppo
 
 
 def median_time(fn, repeats: int) -> float:

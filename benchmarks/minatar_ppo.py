@@ -26,8 +26,8 @@ import numpy as np
 
 import pjrl_envs
 from benchmarks.common import ratio, run_reference, time_compiled
-from pjrl_agents import ppo
-from pjrl_agents.experiment import final_returns
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.run.experiment import final_returns
 
 ENV = "Breakout-MinAtar"
 

@@ -7,7 +7,7 @@ reference's (PureJaxRL's own ppo.py, run as a subprocess in the same Python)
 and their ratio, and the ceiling: a jit+scan of the vmapped env step with
 random actions at the same batch. Above one seed, pjrl's figures come twice: the
 seeds vmapped on one device, and split over one CPU device per core as `pjrl train`
-does on a CPU (`distributed.use_cpu_cores`; on a GPU both are the one device). Then
+does on a CPU (`xla_cpu.use_cpu_cores`; on a GPU both are the one device). Then
 cold and warm compile of `pjrl train` with the persistent compilation cache, and its
 run time beside the compiled core's, at 1 seed and at the first larger seed count.
 All of it in --rounds rounds side by side (`benchmarks.common.paired_rounds`): each
@@ -30,8 +30,9 @@ import numpy as np
 import pjrl_envs
 from benchmarks.common import (Program, TrainCommand, add_round_flags, check_round_flags, layouts,
                                paired_rounds, run_reference, seeds_program, time_compiled)
-from pjrl_agents import distributed, ppo
-from pjrl_agents.experiment import final_returns
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.run import xla_cpu
+from pjrl_agents.run.experiment import final_returns
 
 ENV = "CartPole-v1"
 
@@ -74,7 +75,7 @@ def main():
     p.add_argument("--reference", default=None, help="path to bench_purejaxrl.py")
     a = p.parse_args()
     check_round_flags(p, a)
-    distributed.use_cpu_cores()  # before JAX starts, as `pjrl train` does
+    xla_cpu.use_cpu_cores()  # before JAX starts, as `pjrl train` does
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus, "
           f"{len(jax.devices())} devices; {a.rounds} round(s), medians over them")
     rows, clis, trained = [], {}, set()

@@ -15,7 +15,7 @@ prints one JSON line holding both metrics per seed:
 
 The seeds run one after another through one compiled, unvmapped `train`: on CPU,
 vmapping them can hang for good in flax's batched QR init (the deadlock that
-`pjrl_agents.networks.orthogonal` avoids). Take speed ratios from
+`pjrl_agents.algorithms.networks.orthogonal` avoids). Take speed ratios from
 `bench_purejaxrl.py`, not from here.
 """
 from __future__ import annotations

@@ -35,12 +35,13 @@ def measure(devices: int, seeds: int, num_envs: int, steps: int, repeats: int) -
 
     import pjrl_envs
     from benchmarks.common import time_compiled
-    from pjrl_agents import distributed, ppo
-    from pjrl_agents.common import stack_configs
-    from pjrl_agents.experiment import final_returns
+    from pjrl_agents.algorithms import ppo
+    from pjrl_agents.run import devices
+    from pjrl_agents.config import stack_configs
+    from pjrl_agents.run.experiment import final_returns
 
     config = ppo.PPOConfig(total_timesteps=steps, num_envs=num_envs)
-    plan = distributed.plan(devices, config.num_envs, num_seeds=seeds, splits_envs=True)
+    plan = devices.plan(devices, config.num_envs, num_seeds=seeds, splits_envs=True)
     env = pjrl_envs.make(ENV, num_envs=plan.num_envs)
     agent = ppo.PPO(plan.local(config), env, axis_name=plan.axis_name)
 

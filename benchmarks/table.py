@@ -45,7 +45,7 @@ def random_returns(env_name: str, episodes: int = 1000, seed: int = 0) -> float:
     import numpy as np
 
     import pjrl_envs
-    from pjrl_agents import evaluate
+    from pjrl_agents.run import evaluate
     from pjrl_envs import wrappers
     env = wrappers.EpisodeStatistics(pjrl_envs.make(env_name, num_envs=64))
     per_env = -(-episodes // env.num_envs)
@@ -55,8 +55,8 @@ def random_returns(env_name: str, episodes: int = 1000, seed: int = 0) -> float:
 
 def train_and_evaluate(out: Path, env: str, algo: str, settings: dict, seeds: int, fresh: bool) -> None:
     from pjrl_agents import cli
-    from pjrl_agents.experiment import RunSpec
-    from pjrl_agents.runner import train
+    from pjrl_agents.run.experiment import RunSpec
+    from pjrl_agents.run.runner import train
     summary = out / "summary.json"
     if fresh or not summary.exists() or json.loads(summary.read_text()).get("status") != "finished":
         if out.exists():

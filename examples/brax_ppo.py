@@ -13,9 +13,9 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import ppo
-from pjrl_agents.common import make_train
-from pjrl_agents.evaluate import evaluate
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.shared import make_train
+from pjrl_agents.run.evaluate import evaluate
 
 # Brax-style settings for thousands of envs on one accelerator; envs listed in
 # ppo.ENV_DEFAULTS (inverted_double_pendulum) use those instead.

@@ -15,9 +15,9 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents.experiment import RunSpec
-from pjrl_agents.policy import load_policy
-from pjrl_agents.runner import train
+from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.trained.policy import load_policy
+from pjrl_agents.run.runner import train
 
 ENV = "craftax:Craftax-Classic-Symbolic-v1"
 

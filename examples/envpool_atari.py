@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import ppo
+from pjrl_agents.algorithms import ppo
 
 ENV_OPTIONS = dict(reward_clip=True, episodic_life=False)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents import evolve
-from pjrl_agents.experiment import RunSpec
-from pjrl_agents.runner import train
+from pjrl_agents.search import evolve
+from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.runner import train
 
 
 def main(argv=None):

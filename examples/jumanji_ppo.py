@@ -12,9 +12,9 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import ppo
-from pjrl_agents.common import make_train
-from pjrl_agents.evaluate import episodes, evaluate
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.shared import make_train
+from pjrl_agents.run.evaluate import episodes, evaluate
 
 ENV = "jumanji:Game2048-v1"
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import ppo
+from pjrl_agents.algorithms import ppo
 
 ENVS = {"gymnax": "gymnax:Breakout-MinAtar", "pgx": "pgx:minatar-breakout"}
 

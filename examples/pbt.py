@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.experiment import RunSpec
-from pjrl_agents.logging import read_metrics
-from pjrl_agents.runner import train
+from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.sinks import read_metrics
+from pjrl_agents.run.runner import train
 
 
 def main(argv=None):

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import ppo
-from pjrl_agents.common import make_train
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.shared import make_train
 
 ENV = "pgx:tic_tac_toe"
 

@@ -15,9 +15,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from pjrl_agents import ppo
-from pjrl_agents.experiment import RunSpec
-from pjrl_agents.runner import train
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.runner import train
 
 # Playground's DM Control PPO settings, for thousands of envs on one accelerator; envs listed in
 # ppo.ENV_DEFAULTS (CartpoleBalance) use those instead.

@@ -103,7 +103,7 @@ def test_max_episode_steps_counts_agent_steps():
 
 @pytest.mark.slow
 def test_ppo_learns_inverted_double_pendulum():
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     config = ppo.default_config("brax:inverted_double_pendulum", total_timesteps=120_000)
     env = pjrl_envs.make("brax:inverted_double_pendulum", num_envs=config.num_envs)
     _, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))

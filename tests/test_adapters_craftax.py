@@ -128,7 +128,7 @@ def test_full_craftax_endings(all_envs):
 
 @pytest.mark.slow
 def test_ppo_learns_craftax_classic_from_symbols():
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     name = "craftax:Craftax-Classic-Symbolic-v1"
     config = ppo.default_config(name, total_timesteps=100_000)
     env = pjrl_envs.make(name, num_envs=config.num_envs)

@@ -77,7 +77,7 @@ def test_options():
 
 @pytest.mark.slow
 def test_ppo_beats_random_on_game2048():
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     config = ppo.default_config("jumanji:Game2048-v1", total_timesteps=100_000)
     env = pjrl_envs.make("jumanji:Game2048-v1", num_envs=config.num_envs)
     _, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))

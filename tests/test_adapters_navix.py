@@ -131,7 +131,7 @@ def test_bad_options_give_one_line_option_errors():
 
 @pytest.mark.slow
 def test_ppo_learns_the_empty_room():
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     config = ppo.default_config(f"navix:{EMPTY}", total_timesteps=60_000)
     env = pjrl_envs.make(f"navix:{EMPTY}", num_envs=config.num_envs)
     _, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))

@@ -96,7 +96,7 @@ def test_bad_options_name_the_allowed_values():
 
 @pytest.mark.slow
 def test_masked_ppo_beats_the_random_opponent_without_an_illegal_move():
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     config = ppo.default_config("pgx:tic_tac_toe", total_timesteps=300_000)
     env = pjrl_envs.make("pgx:tic_tac_toe", num_envs=config.num_envs)
     state, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))

@@ -143,7 +143,7 @@ def test_check_env_on_a_walker(all_envs):
 
 @pytest.mark.slow
 def test_ppo_learns_cartpole_balance():
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     config = ppo.default_config("playground:CartpoleBalance")  # 500k steps
     env = pjrl_envs.make("playground:CartpoleBalance", num_envs=config.num_envs)
     _, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))

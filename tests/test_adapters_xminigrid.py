@@ -126,7 +126,7 @@ def test_every_env_makes(all_envs):
 
 @pytest.mark.slow
 def test_ppo_learns_the_empty_room():
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     config = ppo.default_config("xminigrid:MiniGrid-Empty-6x6", total_timesteps=100_000)
     env = pjrl_envs.make("xminigrid:MiniGrid-Empty-6x6", num_envs=config.num_envs)
     _, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))

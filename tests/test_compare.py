@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from pjrl_agents import cli, compare, plot
+from pjrl_agents import cli
+from pjrl_agents.analysis import compare
+from pjrl_agents.analysis import plot
 
 
 def fake_run(path, env="gymnax:CartPole-v1", algo="ppo", per_seed=(100.0, 200.0), settings=None, members=None,

@@ -234,7 +234,7 @@ def corridor():
 def check_checkpoint(env, directory) -> None:
     """The env's state after a step survives a checkpoint save and restore, and steps on identically."""
     import jax
-    from pjrl_agents.checkpoint import Checkpointer
+    from pjrl_agents.run.checkpoint import Checkpointer
     key = jax.random.PRNGKey(1)
     reset, step = jax.jit(env.reset), jax.jit(env.step)
     state, ts = reset(key)

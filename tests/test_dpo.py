@@ -6,10 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pjrl_agents import algorithm, cli, dpo, ppo
-from pjrl_agents.common import ConfigError
-from pjrl_agents.experiment import RunSpec
-from pjrl_agents.runner import train
+from pjrl_agents import cli
+from pjrl_agents import algorithms
+from pjrl_agents.algorithms import dpo
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.config import ConfigError
+from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.runner import train
 
 
 def drift(r, a, alpha=2.0, beta=0.6):
@@ -44,10 +47,10 @@ def test_the_drift_has_zero_gradient_at_ratio_one():
 
 
 def test_dpo_is_an_algorithm_with_traced_drift_numbers(capsys):
-    assert "dpo" in algorithm.names()
+    assert "dpo" in algorithms.names()
     config = dpo.default_config("gymnax:Pendulum-v1")
     assert config.alpha == 2.0 and config.beta == 0.6 and config.lr == ppo.default_config("gymnax:Pendulum-v1").lr
-    from pjrl_agents.common import numeric_fields
+    from pjrl_agents.config import numeric_fields
     assert {"alpha", "beta"} <= set(numeric_fields(config))  # sweepable in one compile
     with pytest.raises(ConfigError, match="beta"):
         dpo.validate(config.replace(beta=0.0))
@@ -62,7 +65,7 @@ def test_dpo_balances_cartpole_with_its_alpha_swept(tmp_path):
     greedy = [m["final_greedy_return_mean"] for m in summary["members"]]
     assert min(greedy) >= 475, greedy  # a random policy: 22
     # the members differ only by alpha, so their training curves differ
-    from pjrl_agents.logging import read_metrics
+    from pjrl_agents.run.sinks import read_metrics
     rows = read_metrics(tmp_path / "run")
     curves = [[r["episode_return"] for r in rows if r["member"] == m] for m in (0, 1)]
     assert len(curves[0]) == len(curves[1]) > 0 and curves[0] != curves[1]

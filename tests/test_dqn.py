@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import pjrl_envs
-from pjrl_agents import cli, dqn
-from pjrl_agents.common import ConfigError
+from pjrl_agents import cli
+from pjrl_agents.algorithms import dqn
+from pjrl_agents.config import ConfigError
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
 from pjrl_envs.types import TimeStep
@@ -220,7 +221,7 @@ def test_learns_cartpole_beyond_a_random_policy():
 
 def test_pjrl_train_dqn_writes_summary_and_metrics(tmp_path, monkeypatch):
     """... and lowers its one unbatched run's chunk with each Threefry hash held in a kernel of its own."""
-    from pjrl_agents import runner
+    from pjrl_agents.run import runner
     monkeypatch.setenv("PJRL_CACHE_DIR", "off")
     entered, held = [], runner.prng.held
     monkeypatch.setattr(runner.prng, "held", lambda: entered.append(1) or held())

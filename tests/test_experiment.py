@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 
 import pjrl_envs
-from pjrl_agents import cli, dqn, evaluate, experiment, load_policy, ppo
+from pjrl_agents import cli, load_policy
+from pjrl_agents.algorithms import dqn
+from pjrl_agents.run import evaluate
+from pjrl_agents.run import experiment
+from pjrl_agents.algorithms import ppo
 from pjrl_envs import wrappers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,7 +195,7 @@ def test_load_policy_applies_the_runs_normaliser(tmp_path):
 
 ALGO_PACKAGE = '''
 import dataclasses
-from pjrl_agents import ppo
+from pjrl_agents.algorithms import ppo
 ALGORITHM = dataclasses.replace(ppo.ALGORITHM, name="renamed_ppo")
 '''
 

@@ -121,7 +121,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(capsys, t
 def test_divergence_after_a_checkpoint_keeps_it_and_eval_refuses_nan_parameters(capsys, tmp_path, monkeypatch):
     """Parameters turned NaN at update 6 of 8 (checkpoints every 4): checkpoint 4 stays the latest."""
     import jax.numpy as jnp
-    from pjrl_agents import ppo
+    from pjrl_agents.algorithms import ppo
     real_update = ppo.PPO.update
 
     def poisoned(self, state):
@@ -237,7 +237,7 @@ def test_resuming_a_finished_run_changes_nothing(capsys, copy):
 
 
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_finishes_it(capsys, tmp_path, monkeypatch):
-    from pjrl_agents import logging as sinks
+    from pjrl_agents.run import sinks
     real_log, calls = sinks.FileSink.log, []
 
     def full(self, rows):
@@ -261,7 +261,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_finishes_it(capsys, tm
 
 
 def test_a_second_process_on_a_run_in_use_is_refused(capsys, copy):
-    from pjrl_agents.checkpoint import RunLock
+    from pjrl_agents.run.checkpoint import RunLock
     (copy / "summary.json").unlink()
     lock = RunLock(copy)
     try:
@@ -319,11 +319,11 @@ def test_a_signal_while_compiling_leaves_a_run_that_resumes(tmp_path, sig, code)
 
 
 def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path):
-    from pjrl_agents.experiment import RunSpec
-    from pjrl_agents import runner
+    from pjrl_agents.run.experiment import RunSpec
+    from pjrl_agents.run import runner
     out = tmp_path / "run"
     seen = []
-    from pjrl_agents import checkpoint
+    from pjrl_agents.run import checkpoint
     real = checkpoint.Checkpointer.save
 
     def save(self, update, state):
@@ -340,8 +340,8 @@ def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path):
 
 
 def test_nothing_is_reported_before_it_exists_and_rounding_is_said(tmp_path):
-    from pjrl_agents import runner
-    from pjrl_agents.experiment import RunSpec
+    from pjrl_agents.run import runner
+    from pjrl_agents.run.experiment import RunSpec
     lines = []
     runner.train(RunSpec(settings={"total_timesteps": 5000, "num_steps": 2}, eval_episodes=0, tensorboard=False),
                  out=tmp_path / "r", progress=lines.append)
@@ -349,7 +349,7 @@ def test_nothing_is_reported_before_it_exists_and_rounding_is_said(tmp_path):
     first = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["episodes"] == 0 and first["episode_return"] is None  # CartPole lasts more than 2 steps
     shown = []
-    from pjrl_agents.logging import Console
+    from pjrl_agents.run.sinks import Console
     Console(100, shown.append).progress(8, 8, 1.0, float("nan"), done=True)
     assert "return       n/a |" in shown[0]
     runner.train(RunSpec(settings={"total_timesteps": 5000}, eval_episodes=0, tensorboard=False),

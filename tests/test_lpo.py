@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pjrl_agents import cli, evolve, lpo
-from pjrl_agents.common import ConfigError
+from pjrl_agents import cli
+from pjrl_agents.search import evolve
+from pjrl_agents.algorithms import lpo
+from pjrl_agents.config import ConfigError
 
 
 def test_every_drift_is_zero_with_zero_gradient_at_ratio_one():

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pjrl_agents import cli, pbt, ppo
-from pjrl_agents.common import ConfigError, stack_configs
+from pjrl_agents import cli
+from pjrl_agents.search import pbt
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.config import ConfigError, stack_configs
 
 
 class State(NamedTuple):
@@ -119,7 +121,7 @@ def test_resuming_a_population_repeats_its_exploit_steps_exactly(tmp_path):
 
 
 def test_pjrl_tune_es_searches_settings_over_whole_runs(tmp_path, capsys):
-    from pjrl_agents import evolve
+    from pjrl_agents.search import evolve
     out = tmp_path / "es"
     assert cli.main(["tune", "--method", "es", "--generations", "2", "--population", "4", "--perturb", "lr,gamma",
                      "--total-timesteps", "4096", "--set", "num_steps=32", "--quiet", "--out", str(out)]) == 0

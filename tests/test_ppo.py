@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import pjrl_envs
-from pjrl_agents import ppo
-from pjrl_agents.common import ConfigError, permutation
-from pjrl_agents.distributions import Categorical
-from pjrl_agents.runner import final_returns
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.shared import permutation
+from pjrl_agents.config import ConfigError
+from pjrl_agents.algorithms.distributions import Categorical
+from pjrl_agents.run.runner import final_returns
 
 
 def test_gae_by_hand():
@@ -91,7 +92,7 @@ def test_sweep_members_match_separate_runs():
     train = ppo.make_train(SMALL, env)
     lrs = [1e-4, 1e-3, 1e-2]
     configs = [SMALL.replace(lr=lr) for lr in lrs]
-    from pjrl_agents.common import stack_configs
+    from pjrl_agents.config import stack_configs
     key = jax.random.PRNGKey(3)
     keys = jnp.stack([key] * 3)
     states, metrics = jax.jit(jax.vmap(train))(keys, stack_configs(configs))
@@ -112,7 +113,7 @@ def test_critic_after_the_rollout_gives_the_per_step_numbers():
     split, per_step = ppo.PPO(SMALL, env), ppo.PPO(SMALL, env)
     assert split.split_critic
     per_step.split_critic = False
-    from pjrl_agents.common import make_train
+    from pjrl_agents.algorithms.shared import make_train
     key = jax.random.PRNGKey(5)
     (s1, m1), (s2, m2) = (jax.jit(make_train(agent))(key) for agent in (split, per_step))
     assert float(np.asarray(m1["episode_length"]).max()) > 15  # most episodes end at the limit (bootstrapped)
@@ -182,7 +183,7 @@ def test_rollout_draws_up_front_the_numbers_of_step_by_step_draws(env_id):
 @pytest.mark.parametrize("dist", ["categorical", "gaussian", "multi"])
 def test_sample_is_its_noise_then_sample_from(dist):
     """`sample(key, ...)` == `sample_from(noise(key, ...), ...)`; the categorical as `jax.random.categorical`."""
-    from pjrl_agents.distributions import DiagGaussian, MultiCategorical
+    from pjrl_agents.algorithms.distributions import DiagGaussian, MultiCategorical
     key, logits = jax.random.PRNGKey(7), jax.random.normal(jax.random.PRNGKey(8), (64, 5))
     d, out = {"categorical": (Categorical, logits), "gaussian": (DiagGaussian, (logits, logits * 0.1)),
               "multi": (MultiCategorical([2, 3]), logits)}[dist]

@@ -3,12 +3,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pjrl_agents import ppo
-from pjrl_agents.distributions import MultiCategorical
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.distributions import MultiCategorical
 import flax.linen as nn
 import pytest
 
-from pjrl_agents.networks import NatureTorso, PatchConv, choose_torso
+from pjrl_agents.algorithms.networks import NatureTorso, PatchConv, choose_torso
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
 from pjrl_envs.types import TimeStep

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import pjrl_envs
-from pjrl_agents import cli, ppo
+from pjrl_agents import cli
+from pjrl_agents.algorithms import ppo
 
 pytestmark = pytest.mark.xdist_group("recurrent")
 
@@ -100,7 +101,7 @@ def test_the_loss_replays_the_rollout_exactly_from_whole_sequences(torso):
 
 
 def test_settings_that_cut_sequences_are_refused():
-    from pjrl_agents.common import ConfigError
+    from pjrl_agents.config import ConfigError
     config = ppo.default_config("gymnax:CartPole-v1", torso="gru", num_envs=4, num_minibatches=8)
     with pytest.raises(ConfigError, match="whole sequences"):
         ppo.validate(config)
@@ -124,7 +125,7 @@ def test_memory_learns_memory_chain_where_the_mlp_cannot(tmp_path):
 def test_memory_balances_cartpole_without_its_velocities():
     """CartPole seen through positions only (`SelectObservation(env, (0, 2))`: cart position and pole
     angle, no velocities). A GRU infers the velocities and balances; an MLP cannot."""
-    from pjrl_agents.evaluate import greedy_returns
+    from pjrl_agents.run.evaluate import greedy_returns
     from pjrl_envs.wrappers import SelectObservation
     greedy = {}
     for torso in ("gru", "mlp"):

@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 
 import pjrl_envs
-from pjrl_agents import cli, evaluate, experiment, render, runner
-from pjrl_agents.experiment import RunSpec
+from pjrl_agents import cli
+from pjrl_agents.run import evaluate
+from pjrl_agents.run import experiment
+from pjrl_agents.trained import render
+from pjrl_agents.run import runner
+from pjrl_agents.run.experiment import RunSpec
 from pjrl_envs import MissingLibraryError, RenderError
 
 pytestmark = pytest.mark.xdist_group("render")

@@ -176,7 +176,7 @@ def test_sinks_write_what_tensorboard_and_json_read_back(tmp_path):
     and leaves out the others; JSONL holds null for them; CSV has six significant digits; mean rows
     are the mean over seeds and are not written to the files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from pjrl_agents import logging as sinks
+    from pjrl_agents.run import sinks
     rows = [{"member": 0, "seed": s, "update": u, "step": 512 * u, "loss": 0.1 * u + s / 3,
              "episode_return": float("nan") if u == 1 else 1e3 * s + u} for u in (1, 2) for s in (0, 1)]
     rows += [{**rows[0], "member": 1, "update": 3, "step": 1536, "loss": 1e39}]  # beyond float32: +inf
@@ -207,7 +207,7 @@ def test_sinks_write_what_tensorboard_and_json_read_back(tmp_path):
 
 
 def test_chunks_stretch_to_a_second_between_their_planned_length_and_25_times_it(monkeypatch):
-    from pjrl_agents import runner
+    from pjrl_agents.run import runner
     pace = runner._Pace.for_run(1000, 50, (0, 0, None))
     assert (pace.shortest, pace.longest) == (20, 500)
     assert runner._Pace.for_run(195, 50, (0, 0, None)).longest == 100
@@ -235,8 +235,8 @@ def test_a_chunk_keeps_what_every_run_shares_unbatched():
     one config, its numbers are shared); vmapped as the state comes in, it would be a select."""
     import jax
     import jax.extend
-    from pjrl_agents import runner
-    from pjrl_agents.experiment import RunSpec, build
+    from pjrl_agents.run import runner
+    from pjrl_agents.run.experiment import RunSpec, build
 
     def conds(jaxpr) -> int:
         n = 0

@@ -18,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pjrl_agents import cli, ppo
-from pjrl_agents.common import episode_metrics
-from pjrl_agents.distributions import Categorical
-from pjrl_agents.networks import ActorCritic
+from pjrl_agents import cli
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.shared import episode_metrics
+from pjrl_agents.algorithms.distributions import Categorical
+from pjrl_agents.algorithms.networks import ActorCritic
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.xdist_group("scale")
@@ -41,9 +42,9 @@ def _env(devices: int) -> dict:
 # Runs in a subprocess that sees 4 CPU devices; prints one JSON line.
 FOUR_DEVICES = r"""
 import json, sys
-from pjrl_agents import runner
-from pjrl_agents.common import ConfigError
-from pjrl_agents.experiment import RunSpec
+from pjrl_agents.run import runner
+from pjrl_agents.config import ConfigError
+from pjrl_agents.run.experiment import RunSpec
 out = sys.argv[1]
 res = {"errors": {}}
 
@@ -61,14 +62,16 @@ error("too_many", devices=5)
 
 # a host env (stepped through callbacks, as envpool is) gets one device per process
 import jax, pjrl_envs
-from pjrl_agents import distributed
+from pjrl_agents.run import devices
+from pjrl_agents.run import processes
+from pjrl_agents.run import xla_cpu
 
 class HostEnv(type(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4))):
     host_callbacks = True
 
 host = HostEnv(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4).env, 4)
 try:
-    distributed.plan(4, num_envs=4, num_seeds=4).check_env(host)
+    devices.plan(4, num_envs=4, num_seeds=4).check_env(host)
 except ConfigError as e:
     res["errors"]["host_env"] = str(e)
 
@@ -317,8 +320,10 @@ def test_when_one_process_dies_the_other_stops_in_one_line_and_both_resume(two_p
 
 def test_a_process_that_cannot_see_the_run_directory_stops_every_process(tmp_path, monkeypatch):
     """Process 1's side of the check: process 0 published a directory that is not on storage process 1 sees."""
-    from pjrl_agents import distributed
-    from pjrl_agents.common import ConfigError
+    from pjrl_agents.run import devices
+    from pjrl_agents.run import processes
+    from pjrl_agents.run import xla_cpu
+    from pjrl_agents.config import ConfigError
     store = {"pjrl/run_dir": f"ok\n{tmp_path / 'elsewhere'}\ntoken"}
 
     class Client:
@@ -333,12 +338,12 @@ def test_a_process_that_cannot_see_the_run_directory_stops_every_process(tmp_pat
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     with pytest.raises(ConfigError, match="process 1 cannot see the run directory .*elsewhere.*storage all hosts mount"):
-        distributed.shared_directory(tmp_path / "mine")
+        processes.shared_directory(tmp_path / "mine")
     assert store["pjrl/sees/1"] == "no"
     # and where it sees process 0's token, it takes process 0's directory
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / ".shared").write_text("token")
-    assert distributed.shared_directory(tmp_path / "mine") == tmp_path / "elsewhere"
+    assert processes.shared_directory(tmp_path / "mine") == tmp_path / "elsewhere"
 
 
 # ---------------------------------------------------------------- in this process, no extra devices
@@ -403,13 +408,15 @@ def test_bad_device_and_process_flags_are_one_line(argv, words, capsys, tmp_path
 
 CORES = r"""
 import json, os, sys
-from pjrl_agents import distributed
-from pjrl_agents.common import ConfigError
-res = {"set": distributed.use_cpu_cores()}
+from pjrl_agents.run import devices
+from pjrl_agents.run import processes
+from pjrl_agents.run import xla_cpu
+from pjrl_agents.config import ConfigError
+res = {"set": xla_cpu.use_cpu_cores()}
 import jax
 res["devices"] = len(jax.devices())
-res["again"] = distributed.use_cpu_cores()  # JAX has started: left alone
-res["layouts"] = {n: [distributed.plan(None, 4, n).layout, distributed.plan(None, 4, n).num_devices]
+res["again"] = xla_cpu.use_cpu_cores()  # JAX has started: left alone
+res["layouts"] = {n: [devices.plan(None, 4, n).layout, devices.plan(None, 4, n).num_devices]
                   for n in (1, 2, 3, 4)}
 print(json.dumps(res))
 """
@@ -448,12 +455,14 @@ def test_a_device_count_already_chosen_is_left_alone():
 
 FLAGS = r"""
 import json, os
-import pjrl_agents  # adds distributed.CPU_FLAGS before JAX starts
-from pjrl_agents import distributed
+import pjrl_agents  # adds xla_cpu.CPU_FLAGS before JAX starts
+from pjrl_agents.run import devices
+from pjrl_agents.run import processes
+from pjrl_agents.run import xla_cpu
 import jax
 jax.devices()
-print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "user": distributed.USER_XLA_FLAGS,
-                  "cpu_flags": list(distributed.CPU_FLAGS), "again": distributed.use_cpu_flags()}))
+print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "user": xla_cpu.USER_XLA_FLAGS,
+                  "cpu_flags": list(xla_cpu.CPU_FLAGS), "again": xla_cpu.use_cpu_flags()}))
 """
 
 
@@ -473,11 +482,13 @@ def test_importing_pjrl_agents_adds_its_xla_cpu_flags_unless_the_user_named_them
 SCHEDULER = r"""
 import hashlib, json, os, subprocess, sys
 import pjrl_agents
-from pjrl_agents import distributed
-from pjrl_agents import algorithm as algorithms
+from pjrl_agents.run import devices
+from pjrl_agents.run import processes
+from pjrl_agents.run import xla_cpu
+from pjrl_agents import algorithms
 runs, devices, algo = int(sys.argv[1]), (None if sys.argv[2] == "-" else int(sys.argv[2])), sys.argv[3]
-distributed.use_cpu_cores()
-plan = distributed.plan(devices, 4, runs, concurrent_runs=algorithms.get(algo).concurrent_runs)
+xla_cpu.use_cpu_cores()
+plan = devices.plan(devices, 4, runs, concurrent_runs=algorithms.get(algo).concurrent_runs)
 import jax, jax.numpy as jnp
 def probe(a, b):  # two independent chains: XLA's concurrency-optimised scheduler orders them otherwise
     x, y = a, b
@@ -485,10 +496,10 @@ def probe(a, b):  # two independent chains: XLA's concurrency-optimised schedule
         x, y = jnp.tanh(x @ a), jnp.tanh(y @ b)
     return x.sum() + y.sum()
 text = jax.jit(probe).lower(jnp.ones((64, 64)), jnp.ones((64, 64))).compile().as_text()
-child = subprocess.run([sys.executable, "-c", "from pjrl_agents import distributed; print(distributed.USER_XLA_FLAGS)"],
+child = subprocess.run([sys.executable, "-c", "from pjrl_agents import distributed; print(xla_cpu.USER_XLA_FLAGS)"],
                        capture_output=True, text=True, env=os.environ).stdout.strip()
-print(json.dumps({"devices": plan.num_devices, "on": distributed.cpu_scheduler_on(), "child_user_flags": child,
-                  "side_by_side": distributed.cpu_kernels_side_by_side(),
+print(json.dumps({"devices": plan.num_devices, "on": xla_cpu.cpu_scheduler_on(), "child_user_flags": child,
+                  "side_by_side": xla_cpu.cpu_kernels_side_by_side(),
                   "schedule": hashlib.sha1(text.encode()).hexdigest()}))
 """
 
@@ -517,10 +528,13 @@ def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_dev
     device, not 8 on each of 2); XLA compiles with what was chosen (a probe's schedule is that of a
     process started with the flag named); a user's setting wins; a process started from pjrl's tells
     pjrl's flag from the user's."""
-    from pjrl_agents import algorithm as algorithms, distributed
-    assert distributed.CONCURRENT_RUNS == algorithms.get("ppo").concurrent_runs == 32
+    from pjrl_agents import algorithms
+    from pjrl_agents.run import devices
+    from pjrl_agents.run import processes
+    from pjrl_agents.run import xla_cpu
+    assert xla_cpu.CONCURRENT_RUNS == algorithms.get("ppo").concurrent_runs == 32
     assert algorithms.get("dqn").concurrent_runs == 16
-    flag = distributed.SCHEDULER_FLAG
+    flag = xla_cpu.SCHEDULER_FLAG
     few, many, one_device = _scheduler_run(16, None), _scheduler_run(64, None), _scheduler_run(32, 1)
     assert (few["devices"], few["on"]) == (2, False) and (many["devices"], many["on"]) == (2, True)
     assert one_device["devices"] == 1 and one_device["on"] and one_device["schedule"] == many["schedule"]
@@ -537,12 +551,15 @@ def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_dev
 
 DQN_LAYOUT = r"""
 import json, sys
-from pjrl_agents import distributed, experiment
+from pjrl_agents.run import experiment
+from pjrl_agents.run import devices
+from pjrl_agents.run import processes
+from pjrl_agents.run import xla_cpu
 devices = None if sys.argv[1] == "-" else int(sys.argv[1])
-distributed.use_cpu_cores()  # as `pjrl train` does
+xla_cpu.use_cpu_cores()  # as `pjrl train` does
 built = experiment.build(experiment.RunSpec(algo="dqn", num_seeds=16, devices=devices,
                                             settings={"total_timesteps": 2000, "learning_starts": 1000}))
-print(json.dumps({"devices": built.plan.num_devices, "on": distributed.cpu_scheduler_on(),
+print(json.dumps({"devices": built.plan.num_devices, "on": xla_cpu.cpu_scheduler_on(),
                   "value_in_step": built.agent.value_in_step}))
 """
 
@@ -559,17 +576,19 @@ def test_a_dqn_run_with_16_seeds_a_device_values_its_targets_beside_the_gradient
 
 def test_a_device_with_one_run_traces_it_unbatched_and_returns_its_run_axis():
     """`Plan.jit` vmaps the runs, except one run alone, which runs as plain `fn` (faster on a CPU)."""
-    from pjrl_agents import distributed
+    from pjrl_agents.run import devices
+    from pjrl_agents.run import processes
+    from pjrl_agents.run import xla_cpu
     seen = []
 
     def fn(x, scale):
         seen.append(type(x).__name__)
         return {"y": x * scale, "total": x.sum() * scale}
 
-    one = distributed.plan(1, 1, 1).jit(fn, in_axes=(0, None))(jnp.ones((1, 3)), 2.0)
+    one = devices.plan(1, 1, 1).jit(fn, in_axes=(0, None))(jnp.ones((1, 3)), 2.0)
     assert "BatchTracer" not in seen and one["y"].shape == (1, 3) and one["total"].shape == (1,)
     np.testing.assert_allclose(one["total"], [6.0])
     seen.clear()
-    two = distributed.plan(1, 1, 2).jit(fn, in_axes=(0, None))(jnp.arange(6.0).reshape(2, 3), 2.0)
+    two = devices.plan(1, 1, 2).jit(fn, in_axes=(0, None))(jnp.arange(6.0).reshape(2, 3), 2.0)
     assert "BatchTracer" in seen and two["y"].shape == (2, 3)
     np.testing.assert_allclose(two["total"], [6.0, 24.0])

@@ -1,11 +1,11 @@
-"""Aggregate statistics and stratified-bootstrap intervals (`pjrl_agents.stats`), by hand and against rliable."""
+"""Aggregate statistics and stratified-bootstrap intervals (`pjrl_agents.analysis.stats`), by hand and against rliable."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from pjrl_agents import stats
+from pjrl_agents.analysis import stats
 
 # 10 runs x 3 tasks: np.round(np.random.default_rng(1).normal(size=(10, 3)) * 0.3 + 0.5, 4)
 RLIABLE_SCORES = np.array([

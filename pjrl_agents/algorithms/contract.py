@@ -19,8 +19,8 @@ from typing import Any, Callable, Protocol
 
 import jax
 
-from pjrl_agents.common import ConfigError
-from pjrl_agents.distributed import CONCURRENT_RUNS
+from pjrl_agents.config import ConfigError
+from pjrl_agents.run.xla_cpu import CONCURRENT_RUNS
 from pjrl_envs.core import VecEnv
 from pjrl_envs.registry import entry_points
 
@@ -112,6 +112,6 @@ def get(name: str) -> Algorithm:
         algorithm = eps[name].load()
         if not isinstance(algorithm, Algorithm):
             raise ConfigError(f"entry point {name!r} of {ENTRY_POINT_GROUP} is {type(algorithm).__name__}, "
-                              "not a pjrl_agents.algorithm.Algorithm")
+                              "not a pjrl_agents.algorithms.contract.Algorithm")
         _registered[name] = algorithm
     return _registered[name]

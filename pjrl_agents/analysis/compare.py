@@ -6,7 +6,7 @@ greedy evaluation `summary.json` holds from the end of training; `--score train`
 takes the training policy's final return instead. Rows are grouped (`--by`):
 per group the mean, median, interquartile mean and, where a target score is
 known, the optimality gap, each with a stratified-bootstrap confidence interval
-over seeds (`pjrl_agents.stats`). A group that spans several envs is compared on
+over seeds (`pjrl_agents.analysis.stats`). A group that spans several envs is compared on
 scores normalised by each env's random and target scores.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents import stats
-from pjrl_agents.common import ConfigError
+from pjrl_agents.analysis import stats
+from pjrl_agents.config import ConfigError
 
 REFERENCE_SCORES = {
     # env: (random policy's mean return, target return). The random figures are pjrl_envs.random_policy's
@@ -52,7 +52,7 @@ class Entry:
             return self.algo
         if by == "run":
             return self.run
-        from pjrl_agents.plot import short_value
+        from pjrl_agents.analysis.plot import short_value
         shown = " ".join(f"{k}={short_value(v)}" for k, v in self.settings.items())
         return f"{self.run} {shown}".strip()
 
@@ -221,7 +221,7 @@ def plot(groups: list[Group], out: str, confidence: float = 0.95, reps: int = 20
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pjrl_agents.plot import check_suffix, save_figure
+    from pjrl_agents.analysis.plot import check_suffix, save_figure
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(groups) + 3), dpi=100,
                                       gridspec_kw={"width_ratios": [1, 1.3]})

@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pjrl_agents.algorithm import Algorithm
-from pjrl_agents.common import (ConfigError, check_settings, clip_gradients, divisors, learning_rate, make_config,
-                                permutation, require_positive, static, update_metrics, wrap_env)
-from pjrl_agents.common import make_train as _make_train
-from pjrl_agents.distributions import Categorical, DiagGaussian, MultiCategorical
-from pjrl_agents.networks import CELLS, TORSOS, ActorCritic, RecurrentActorCritic, choose_torso, zero_memory
+from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, permutation, update_metrics, wrap_env
+from pjrl_agents.config import ConfigError, check_settings, divisors, make_config, require_positive, static
+from pjrl_agents.algorithms.shared import make_train as _make_train
+from pjrl_agents.algorithms.distributions import Categorical, DiagGaussian, MultiCategorical
+from pjrl_agents.algorithms.networks import CELLS, TORSOS, ActorCritic, RecurrentActorCritic, choose_torso, zero_memory
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
 

@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import algorithm as algorithms
-from pjrl_agents import distributed
-from pjrl_agents.checkpoint import CheckpointError, Checkpointer, has_checkpoint
-from pjrl_agents.common import MAX_SIZE, ConfigError, all_finite, numeric_fields, stack_configs
+from pjrl_agents import algorithms
+from pjrl_agents.run import devices
+from pjrl_agents.run.checkpoint import CheckpointError, Checkpointer, has_checkpoint
+from pjrl_agents.config import MAX_SIZE, ConfigError, numeric_fields, stack_configs
+from pjrl_agents.numeric import all_finite
 
 
 @dataclasses.dataclass
@@ -60,7 +61,7 @@ class RunSpec:
     (RUN/eval.jsonl, TensorBoard, W&B); 0: off"""
     pbt: dict | None = None
     """population-based training over the run's members and seeds: {"every", "fraction", "perturb",
-    "factors"} (pjrl_agents.pbt.PBT); None: off"""
+    "factors"} (pjrl_agents.search.pbt.PBT); None: off"""
     tensorboard: bool = True
     """write TensorBoard event files under RUN/tb"""
     wandb: dict | None = None
@@ -145,7 +146,7 @@ class Experiment:
     """the whole-run config (every device's envs)"""
     members: list[dict]
     """sweep members, each a dict of settings ([{}] without a sweep)"""
-    plan: distributed.Plan
+    plan: devices.Plan
     env: pjrl_envs.VecEnv
     """this device's envs, as the adapter made them (the agent wraps them)"""
     agent: algorithms.Agent
@@ -239,13 +240,13 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     for m in members:
         algorithm.validate(config.replace(**m), None)
     if for_restore:
-        plan = distributed.restore_plan(spec.devices or 1, config.num_envs, spec.num_seeds, len(members),
+        plan = devices.restore_plan(spec.devices or 1, config.num_envs, spec.num_seeds, len(members),
                                         algorithm.splits_envs)
     else:
-        plan = distributed.plan(spec.devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs,
+        plan = devices.plan(spec.devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs,
                                 gathers=spec.pbt is not None, concurrent_runs=algorithm.concurrent_runs)
     if spec.pbt is not None:
-        from pjrl_agents.pbt import PBT
+        from pjrl_agents.search.pbt import PBT
         if not isinstance(spec.pbt, dict):
             raise ConfigError(f"pbt must be a mapping of options (every, fraction, perturb, factors), "
                               f"not {spec.pbt!r}")

@@ -28,12 +28,12 @@ import optax
 from flax import struct
 from flax.linen.initializers import constant
 
-from pjrl_agents import distributed
-from pjrl_agents.algorithm import Algorithm
-from pjrl_agents.common import (ConfigError, check_settings, clip_gradients, divisors, learning_rate, make_config,
-                                require_positive, static, update_metrics, wrap_env)
-from pjrl_agents.common import make_train as _make_train
-from pjrl_agents.networks import MLP, flatten_obs
+from pjrl_agents.run import xla_cpu
+from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, update_metrics, wrap_env
+from pjrl_agents.config import ConfigError, check_settings, divisors, make_config, require_positive, static
+from pjrl_agents.algorithms.shared import make_train as _make_train
+from pjrl_agents.algorithms.networks import MLP, flatten_obs
 from pjrl_envs import MissingLibraryError, spaces
 from pjrl_envs.core import VecEnv
 
@@ -365,7 +365,7 @@ class DQN:
         self.num_updates = config.num_updates
         self.steps_per_update = config.steps_per_update
         # the target network values each batch inside its gradient step, not an update's batches in one pass
-        self.value_in_step = distributed.cpu_kernels_side_by_side()
+        self.value_in_step = xla_cpu.cpu_kernels_side_by_side()
 
     def init(self, key: jax.Array, config: DQNConfig | None = None) -> DQNState:
         config = self.config if config is None else config

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents.common import nanmean
+from pjrl_agents.numeric import nanmean
 
 EVAL_STREAM = 0x6576616C
 """folded into a run's root key to make its evaluation keys (the bytes of 'eval'); training never folds in"""

@@ -1,7 +1,7 @@
 """`pjrl evolve`: discover a policy objective by evolving it over whole training runs (LPO).
 
 Each generation, an evolution strategy from evosax (OpenAI-ES) proposes a
-population of drift parameters (`pjrl_agents.lpo`); every candidate trains PPO
+population of drift parameters (`pjrl_agents.algorithms.lpo`); every candidate trains PPO
 with its drift for `total_timesteps` on `num_seeds` seeds, all candidates and
 seeds vmapped in one compiled call (compiled once, reused by every generation);
 a candidate's fitness is its final training return (the mean over the last 10%
@@ -34,8 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import lpo
-from pjrl_agents.common import ConfigError, make_train, nanmean
+from pjrl_agents.algorithms import lpo
+from pjrl_agents.algorithms.shared import make_train
+from pjrl_agents.config import ConfigError
+from pjrl_agents.numeric import nanmean
 
 
 @dataclasses.dataclass
@@ -76,9 +78,9 @@ class EvolveSpec:
         if self.search not in ("objective", "settings"):
             raise ConfigError(f"search {self.search!r}: objective or settings")
         if self.search == "settings":
-            from pjrl_agents import algorithm
-            from pjrl_agents.common import numeric_fields
-            config = algorithm.get(self.algo).default_config(self.env, **self.settings)
+            from pjrl_agents import algorithms
+            from pjrl_agents.config import numeric_fields
+            config = algorithms.get(self.algo).default_config(self.env, **self.settings)
             numeric = numeric_fields(config)
             bad = [n for n in self.names if n not in numeric]
             if bad or not self.names:
@@ -96,12 +98,12 @@ class Search:
         import optax
         from evosax.algorithms import Open_ES
 
-        from pjrl_agents import algorithm
-        from pjrl_agents.common import stack_configs
+        from pjrl_agents import algorithms
+        from pjrl_agents.config import stack_configs
         spec.check()
         self.spec = spec
         objective = spec.search == "objective"
-        algo = algorithm.get("lpo" if objective else spec.algo)
+        algo = algorithms.get("lpo" if objective else spec.algo)
         self.config = algo.default_config(spec.env, total_timesteps=spec.total_timesteps, **spec.settings)
         algo.validate(self.config, None)
         self.env = pjrl_envs.make(spec.env, num_envs=self.config.num_envs)
@@ -169,7 +171,7 @@ class Search:
 
 def _write_best_settings(out: Path, search: Search, best: np.ndarray) -> None:
     """DIR/best.json: a run spec with the best candidate's settings, which `pjrl train --config` takes."""
-    from pjrl_agents.experiment import RunSpec
+    from pjrl_agents.run.experiment import RunSpec
     spec = search.spec
     settings = {**spec.settings, "total_timesteps": spec.total_timesteps,
                 **{k: float(v) for k, v in search.settings_of(best).items()}}

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pjrl_agents import experiment
+from pjrl_agents.run import experiment
 from pjrl_envs import spaces
 
 

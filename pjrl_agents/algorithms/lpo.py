@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pjrl_agents import ppo
-from pjrl_agents.algorithm import Algorithm
-from pjrl_agents.common import ConfigError, check_settings, make_config, static
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.config import ConfigError, check_settings, make_config, static
 from pjrl_envs.core import VecEnv
 
 FEATURES = 5

@@ -26,14 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pjrl_agents import distributed, evaluate, pbt
-from pjrl_agents import logging as sinks
-from pjrl_agents.checkpoint import Checkpointer, RunLock, has_checkpoint
-from pjrl_agents.checkpoint import steps as checkpoint_steps
-from pjrl_agents.common import ConfigError, all_finite
-from pjrl_agents.common import nanmean as _nanmean
-from pjrl_agents.experiment import RunSpec, build, final_returns, read_run
-from pjrl_agents.pbt import PBT
+from pjrl_agents.run import evaluate
+from pjrl_agents.search import pbt
+from pjrl_agents.run import processes
+from pjrl_agents.run import sinks
+from pjrl_agents.run.checkpoint import Checkpointer, RunLock, has_checkpoint
+from pjrl_agents.run.checkpoint import steps as checkpoint_steps
+from pjrl_agents.config import ConfigError
+from pjrl_agents.numeric import all_finite
+from pjrl_agents.numeric import nanmean as _nanmean
+from pjrl_agents.run.experiment import RunSpec, build, final_returns, read_run
+from pjrl_agents.search.pbt import PBT
 from pjrl_envs import prng
 
 PBT_STREAM = 0x706274  # 'pbt': folded into the run's root key for the exploit/explore draws
@@ -87,12 +90,12 @@ class Run:
         # run.json records every setting resolved and the device count used: `--config run.json` repeats the run
         self.spec = dataclasses.replace(spec, settings=dataclasses.asdict(self.experiment.config),
                                         devices=self.experiment.plan.num_devices)
-        self.writer = distributed.is_main_process()  # process 0 alone writes logs; checkpoints are written by all
+        self.writer = processes.is_main_process()  # process 0 alone writes logs; checkpoints are written by all
         self.evaluator = self._pbt_step = None
         if resume:
             self._check_unchanged()
         # every process of a multi-process run uses process 0's directory, which all of them must see
-        self.out = distributed.shared_directory(self.out, self._prepare_directory if self.writer else None)
+        self.out = processes.shared_directory(self.out, self._prepare_directory if self.writer else None)
 
     # ------------------------------------------------------------ set-up, before compiling
 
@@ -151,7 +154,7 @@ class Run:
             with _StopFlag() as stop:
                 return self._train(progress, stop)
         except Exception as e:
-            if distributed.peer_failed(e):
+            if processes.peer_failed(e):
                 self._stop_for_peer(e)
             if not isinstance(e, OSError):
                 raise
@@ -196,7 +199,7 @@ class Run:
             chunk = chunk_program.compile()
             init = compiling_init.result()
         compile_s = time.perf_counter() - t0
-        if distributed.any_process(stop.requested):
+        if processes.any_process(stop.requested):
             raise Interrupted(f"stopped while compiling, before update 1; start it again with --resume {self.out}",
                               stop.signum)
 
@@ -213,7 +216,7 @@ class Run:
                 say(f"checkpoint {step} cannot be read ({why}); resuming from checkpoint {start}")
             aside = checkpointer.set_aside_skipped() if self.writer else None
             if checkpointer.skipped and jax.process_count() > 1:
-                distributed.barrier("pjrl-set-aside")
+                processes.barrier("pjrl-set-aside")
                 checkpointer.reload()
             if aside:
                 say(f"the unreadable checkpoints are kept in {aside}")
@@ -299,7 +302,7 @@ class Run:
                     if saving:
                         checkpointer.save(done, state)
                         last_saved = self.last_saved = done
-                if distributed.any_process(stop.requested):  # every process stops after the same chunk
+                if processes.any_process(stop.requested):  # every process stops after the same chunk
                     status = "interrupted"
                     break
             if finished is not None:
@@ -313,7 +316,7 @@ class Run:
                 checkpointer.save(done, state)
                 last_saved = self.last_saved = done
         except Exception as e:
-            if distributed.peer_failed(e):  # before the clean-up below, which would wait for the dead peer
+            if processes.peer_failed(e):  # before the clean-up below, which would wait for the dead peer
                 self._stop_for_peer(e)
             raise
         finally:
@@ -402,7 +405,7 @@ class Run:
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         kept = (f"the last complete checkpoint is update {self.last_saved}" if getattr(self, "last_saved", None)
                 else "no checkpoint was complete yet")
-        distributed.stop_for_peer(f"process {jax.process_index()} stopped: another process of the run died or "
+        processes.stop_for_peer(f"process {jax.process_index()} stopped: another process of the run died or "
                                   f"stopped answering ({first[:160]}); {kept}: start every process again with "
                                   f"--resume {self.out}")
 

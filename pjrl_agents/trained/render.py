@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from pjrl_agents import evaluate
+from pjrl_agents.run import evaluate
 
 DEFAULT_MAX_STEPS = 1000
 

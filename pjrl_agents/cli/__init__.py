@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.common import ConfigError, kind
+from pjrl_agents.config import ConfigError, kind
 
 RUN_FLAGS = ("env", "algo", "num_seeds", "seed", "chunks", "checkpoint_every", "eval_episodes", "eval_every",
              "tensorboard",
@@ -144,8 +144,8 @@ def _settings_listing(algorithm, env_name: str) -> str:
 
 
 def _train_parser(spec, algorithm, settings_defaults) -> argparse.ArgumentParser:
-    from pjrl_agents import algorithm as algorithms
-    from pjrl_agents.experiment import RunSpec
+    from pjrl_agents import algorithms
+    from pjrl_agents.run.experiment import RunSpec
     others = []
     for name in algorithms.names():
         if name != algorithm.name:
@@ -201,8 +201,8 @@ def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
 
 def parse_train(argv: typing.Sequence[str]):
     """`(spec, args)` for `pjrl train ARGV`: the RunSpec these flags (and --config) ask for."""
-    from pjrl_agents import algorithm as algorithms
-    from pjrl_agents.experiment import RunSpec, read_spec
+    from pjrl_agents import algorithms
+    from pjrl_agents.run.experiment import RunSpec, read_spec
     pre = _Parser(prog="pjrl train", add_help=False)
     for flag in ("--config", "--algo", "--env", "--resume"):
         pre.add_argument(flag)
@@ -239,7 +239,9 @@ def parse_train(argv: typing.Sequence[str]):
 
 
 def _cmd_train(argv) -> int:
-    from pjrl_agents import distributed, runner
+    from pjrl_agents.run import runner
+    from pjrl_agents.run import processes
+    from pjrl_agents.run import xla_cpu
     resuming = any(a == "--resume" or a.startswith("--resume=") for a in argv)
     if not resuming:
         spec, args = parse_train(argv)
@@ -256,15 +258,17 @@ def _cmd_train(argv) -> int:
         args.process_id = None if args.process_id is None else int(args.process_id)
     if not args.resume:
         return _run_train(spec, args)
-    if not distributed.initialize(args.coordinator, args.num_processes, args.process_id):  # before JAX starts
-        distributed.use_cpu_cores()
+    if not processes.initialize(args.coordinator, args.num_processes, args.process_id):  # before JAX starts
+        xla_cpu.use_cpu_cores()
     return _report(runner.resume(args.resume, progress=None if args.quiet else print))
 
 
 def _run_train(spec, args) -> int:
-    from pjrl_agents import distributed, runner
-    if not distributed.initialize(args.coordinator, args.num_processes, args.process_id):  # before JAX starts
-        distributed.use_cpu_cores()
+    from pjrl_agents.run import runner
+    from pjrl_agents.run import processes
+    from pjrl_agents.run import xla_cpu
+    if not processes.initialize(args.coordinator, args.num_processes, args.process_id):  # before JAX starts
+        xla_cpu.use_cpu_cores()
     return _report(runner.train(spec, out=args.out, progress=None if args.quiet else print))
 
 
@@ -287,7 +291,7 @@ def _report(summary: dict) -> int:
 
 def _cmd_tune(argv) -> int:
     """`pjrl tune --method pbt [PBT options] [any pjrl train flag]`: train a population with PBT."""
-    from pjrl_agents.pbt import PBT
+    from pjrl_agents.search.pbt import PBT
     defaults = PBT()
     p = _Parser(prog="pjrl tune", add_help=False)
     p.add_argument("--method", choices=("pbt", "es"), default="pbt")
@@ -338,7 +342,8 @@ def _cmd_tune(argv) -> int:
 
 def _tune_es(args, names: tuple, rest: list) -> int:
     """`pjrl tune --method es`: an evolution strategy over traced settings, generation by generation."""
-    from pjrl_agents import algorithm, evolve
+    from pjrl_agents import algorithms
+    from pjrl_agents.search import evolve
     quiet = "--quiet" in rest
     resume = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--resume"), None)
     if resume:
@@ -347,13 +352,13 @@ def _tune_es(args, names: tuple, rest: list) -> int:
         spec, train_args = parse_train(rest)
         settings = dict(spec.settings)
         total = settings.pop("total_timesteps", None) or \
-            algorithm.get(spec.algo).default_config(spec.env).total_timesteps
+            algorithms.get(spec.algo).default_config(spec.env).total_timesteps
         search = evolve.EvolveSpec(env=spec.env, population=args.population, generations=args.generations,
                                    total_timesteps=total, num_seeds=spec.num_seeds, sigma=args.sigma,
                                    lr=args.es_lr, seed=spec.seed, settings=settings, algo=spec.algo,
                                    search="settings", names=list(names))
         search.check()
-        from pjrl_agents.runner import default_out
+        from pjrl_agents.run.runner import default_out
         out = train_args.out or str(default_out(spec.env, "es"))
         summary = evolve.evolve(search, out, progress=None if quiet else print)
     if "best_settings" in summary:
@@ -374,15 +379,16 @@ def _cmd_envs(args) -> int:
 
 
 def _cmd_algos(args) -> int:
-    from pjrl_agents import algorithm as algorithms
+    from pjrl_agents import algorithms
     for name in algorithms.names():
         print(name)
     return 0
 
 
 def _cmd_eval(args) -> int:
-    from pjrl_agents import evaluate, render
-    from pjrl_agents.experiment import build, read_run
+    from pjrl_agents.run import evaluate
+    from pjrl_agents.trained import render
+    from pjrl_agents.run.experiment import build, read_run
     if args.episodes < 1:
         raise ConfigError(f"--episodes {args.episodes}: evaluate at least 1 episode")
     if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
@@ -437,7 +443,7 @@ def _stack(trees: list):
 
 def evaluation_report(ex, update: int, seed: int, episodes: int, results: dict) -> dict:
     """eval.json: the protocol and, per sweep member and policy, the mean over seeds and each seed's figures."""
-    from pjrl_agents import evaluate
+    from pjrl_agents.run import evaluate
     spec, n = ex.spec, ex.spec.num_seeds
     first = next(iter(results.values()))["returns"]
     members = []
@@ -465,13 +471,13 @@ def evaluation_report(ex, update: int, seed: int, episodes: int, results: dict) 
 
 def _finite_mean(values: list[float]) -> float | None:
     """The mean of the finite values; None (JSON null) where there are none."""
-    from pjrl_agents.common import nanmean
+    from pjrl_agents.numeric import nanmean
     mean = nanmean(values)
     return None if np.isnan(mean) else mean
 
 
 def _cmd_plot(args) -> int:
-    from pjrl_agents.plot import plot
+    from pjrl_agents.analysis.plot import plot
     try:
         print(plot(args.run_dirs, args.out, args.metric, args.smooth, args.aggregate, args.confidence))
     except (FileNotFoundError, KeyError, ValueError) as e:
@@ -480,10 +486,10 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from pjrl_agents import compare
+    from pjrl_agents.analysis import compare
     references = compare.parse_references(args.reference)
     if args.plot:
-        from pjrl_agents.plot import check_suffix
+        from pjrl_agents.analysis.plot import check_suffix
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -504,7 +510,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_evolve(args) -> int:
-    from pjrl_agents import evolve
+    from pjrl_agents.search import evolve
     progress = None if args.quiet else print
     if args.resume:
         summary = evolve.evolve(None, args.resume, resume=True, progress=progress)
@@ -514,7 +520,7 @@ def _cmd_evolve(args) -> int:
                                  lr=args.lr, seed=args.seed)
         import pjrl_envs
         pjrl_envs.make(spec.env, num_envs=1)  # an unknown env is refused before anything is written
-        from pjrl_agents.runner import default_out
+        from pjrl_agents.run.runner import default_out
         out = args.out or str(default_out(spec.env, "evolve"))
         summary = evolve.evolve(spec, out, progress=progress)
     print(json.dumps(summary))
@@ -598,13 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def runner_errors() -> tuple[type, ...]:
-    from pjrl_agents.runner import Diverged, DiskFull
+    from pjrl_agents.run.runner import Diverged, DiskFull
     return Diverged, DiskFull
 
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from pjrl_agents.checkpoint import CheckpointError
+    from pjrl_agents.run.checkpoint import CheckpointError
     from pjrl_envs import MissingLibraryError, OptionError, RenderError, UnknownEnvError
     try:
         if not argv or argv[0] == "train" or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
@@ -625,6 +631,3 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2), already reported
         return e.code if isinstance(e.code, int) else 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

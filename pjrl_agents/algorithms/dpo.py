@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pjrl_agents import ppo
-from pjrl_agents.algorithm import Algorithm
-from pjrl_agents.common import check_settings, make_config
+from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.config import check_settings, make_config
 from pjrl_envs.core import VecEnv
 
 
@@ -78,7 +78,7 @@ class DPO(ppo.PPO):
 
 def make_train(config: DPOConfig, env: VecEnv):
     """`train(key, config=None) -> (PPOState, metrics)`, as `ppo.make_train`."""
-    from pjrl_agents.common import make_train as _make_train
+    from pjrl_agents.algorithms.shared import make_train as _make_train
     return _make_train(DPO(config, env))
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pjrl_agents.common import ConfigError, numeric_fields
+from pjrl_agents.config import ConfigError, numeric_fields
 
 COPIED = ("params", "target_params", "opt_state")
 """the state fields a member copies from its parent: the agent, not its envs, RNG or counters"""
@@ -134,7 +134,7 @@ def draw_lineage(rows: list[dict], perturb: tuple, out: str) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    from pjrl_agents.plot import save_figure, step_formatter
+    from pjrl_agents.analysis.plot import save_figure, step_formatter
     fig, axes = plt.subplots(1, len(perturb), figsize=(6 * len(perturb), 4), dpi=100, squeeze=False)
     members = sorted({(r["member"], r["seed"]) for r in rows})
     for ax, name in zip(axes.flat, perturb):

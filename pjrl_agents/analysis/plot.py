@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.logging import ROW_KEYS as KEYS, read_metrics
+from pjrl_agents.run.sinks import ROW_KEYS as KEYS, read_metrics
 
 
 class Curve:

@@ -1,0 +1,1 @@
+"""Reading finished runs: statistics with confidence intervals, comparisons and plots."""

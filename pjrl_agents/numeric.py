@@ -1,0 +1,31 @@
+"""Host-side numbers every layer reads: means that skip NaN, finiteness, and JSON without NaN."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def nanmean(x) -> float:
+    """The mean of the finite entries of `x`; NaN where there are none."""
+    x = np.asarray(x, np.float64)
+    seen = np.isfinite(x)
+    return float(x[seen].mean()) if seen.any() else float("nan")
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every floating-point leaf of `tree` is finite (a `()` bool; jittable)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def strict_json(x):
+    """`x` with every non-finite float as None (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x

@@ -1,0 +1,1 @@
+"""The run machinery: specs, the builder, devices and processes, the runner, checkpoints, sinks, evaluation."""

@@ -1,0 +1,1 @@
+"""Search over whole training runs: population-based training and evolution strategies."""

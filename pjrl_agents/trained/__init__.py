@@ -1,0 +1,1 @@
+"""Trained runs in use: `load_policy` and rendering."""
