@@ -50,9 +50,56 @@ def kind(default) -> str:
     return "text"
 
 
-def check_settings(config: Any, ranges: dict[str, str] | None = None) -> None:
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """Where a traced setting must lie: `Interval.parse("(0, inf)")`, `Interval.parse("[0, 1]")`.
+
+    Checks (`contains`), population-based training (children clipped to `high`) and evolution strategies
+    (the search space: log space above a 0 bound, logit space inside [0, 1]) all read it.
+    """
+
+    low: float
+    high: float
+    low_closed: bool = True
+    high_closed: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> "Interval":
+        text = text.strip()
+        if len(text) < 5 or text[0] not in "([" or text[-1] not in ")]" or text.count(",") != 1:
+            raise ValueError(f"interval {text!r}: write it as (0, inf), [0, 1] and so on")
+        low, high = (float(x) for x in text[1:-1].split(","))
+        return cls(low, high, text[0] == "[", text[-1] == "]")
+
+    def contains(self, value: float) -> bool:
+        low_ok = value >= self.low if self.low_closed else value > self.low
+        high_ok = value <= self.high if self.high_closed else value < self.high
+        return low_ok and high_ok
+
+    @property
+    def unit(self) -> bool:
+        """Whether this is [0, 1] (a share or a discount)."""
+        return self == Interval(0.0, 1.0)
+
+    @property
+    def positive(self) -> bool:
+        """Whether its values are above 0 with no upper end, (0, inf) or [0, inf)."""
+        return self.low == 0 and math.isinf(self.high)
+
+    def __str__(self) -> str:
+        number = lambda x: "inf" if math.isinf(x) else f"{x:g}"  # noqa: E731
+        return (f"{'[' if self.low_closed else '('}{number(self.low)}, {number(self.high)}"
+                f"{']' if self.high_closed else ')'}")
+
+
+def intervals(ranges: dict[str, str]) -> dict[str, Interval]:
+    """`{setting: Interval}` from `{setting: "(0, inf)"}`, as an algorithm module writes its ranges."""
+    return {name: Interval.parse(text) for name, text in ranges.items()}
+
+
+def check_settings(config: Any, ranges: dict[str, Interval] | None = None) -> None:
     """Every setting of `config` is of its field's kind, finite, and (for whole numbers) at most MAX_SIZE;
-    the numbers named in `ranges` lie in their interval, written `"(0, inf)"`, `"[0, 1]"` and so on.
+    the numbers named in `ranges` lie in their `Interval`.
 
     Raises ConfigError naming the setting and what would work. Values that are
     arrays (traced or stacked sweeps) are checked where they are concrete.
@@ -68,8 +115,8 @@ def check_settings(config: Any, ranges: dict[str, str] | None = None) -> None:
             values = [value]
         for v in values:
             _check_value(f.name, v, default)
-            if ranges and f.name in ranges:
-                _check_range(f.name, v, ranges[f.name])
+            if ranges and f.name in ranges and not ranges[f.name].contains(v):
+                raise ConfigError(f"{f.name}={v:g} is out of range: it must lie in {ranges[f.name]}")
 
 
 def _check_value(name: str, value, default) -> None:
@@ -95,14 +142,6 @@ def _check_value(name: str, value, default) -> None:
             raise ConfigError(f"{name}={','.join(map(str, value))}: every width must be a whole number >= 1")
     elif isinstance(default, str) and not isinstance(value, str):
         raise wrong
-
-
-def _check_range(name: str, value: float, interval: str) -> None:
-    low, high = (float(x) for x in interval[1:-1].split(","))
-    low_ok = value > low if interval[0] == "(" else value >= low
-    high_ok = value < high if interval[-1] == ")" else value <= high
-    if not (low_ok and high_ok):
-        raise ConfigError(f"{name}={value:g} is out of range: it must lie in {interval}")
 
 
 def require_positive(config: Any, *names: str) -> None:

@@ -81,7 +81,7 @@ class Algorithm:
     env_defaults: dict = dataclasses.field(default_factory=dict)
     """`{env name: {setting: value}}`, shown as the defaults in `pjrl train --env NAME --help`"""
     ranges: dict = dataclasses.field(default_factory=dict)
-    """`{setting: "(0, inf)"}`: where each traced number must lie (population-based training keeps
+    """`{setting: Interval}` (`config.intervals({"lr": "(0, inf)"})`): where each traced number must lie (population-based training keeps
     perturbed settings inside)"""
     concurrent_runs: int = CONCURRENT_RUNS
     """runs a CPU device holds from which XLA:CPU's concurrency-optimised scheduler runs its program

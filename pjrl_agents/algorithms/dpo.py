@@ -40,7 +40,7 @@ class DPOConfig(ppo.PPOConfig):
 ENV_DEFAULTS = dict(ppo.ENV_DEFAULTS)
 """PPO's per-env settings: DPO changes only the policy objective"""
 
-RANGES = {**ppo.RANGES, "alpha": "(0, inf)", "beta": "(0, inf)"}
+RANGES = {**ppo.RANGES, **intervals({"alpha": "(0, inf)", "beta": "(0, inf)"})}
 
 
 def default_config(env_name: str | None = None, **settings) -> DPOConfig:

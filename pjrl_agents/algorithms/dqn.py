@@ -31,7 +31,7 @@ from flax.linen.initializers import constant
 from pjrl_agents.run import xla_cpu
 from pjrl_agents.algorithms.contract import Algorithm
 from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, update_metrics, wrap_env
-from pjrl_agents.config import ConfigError, check_settings, divisors, make_config, require_positive, static
+from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
 from pjrl_agents.algorithms.shared import make_train as _make_train
 from pjrl_agents.algorithms.networks import MLP, flatten_obs
 from pjrl_envs import MissingLibraryError, spaces
@@ -142,8 +142,8 @@ def default_config(env_name: str | None = None, **settings) -> DQNConfig:
     return config
 
 
-RANGES = {"lr": "(0, inf)", "gamma": "[0, 1]", "epsilon_start": "[0, 1]",
-          "epsilon_finish": "[0, 1]", "epsilon_anneal_steps": "(0, inf)", "max_grad_norm": "[0, inf)"}
+RANGES = intervals({"lr": "(0, inf)", "gamma": "[0, 1]", "epsilon_start": "[0, 1]",
+          "epsilon_finish": "[0, 1]", "epsilon_anneal_steps": "(0, inf)", "max_grad_norm": "[0, inf)"})
 """where each number must lie (checked for every sweep member too)"""
 
 

@@ -27,7 +27,7 @@ from flax import struct
 
 from pjrl_agents.algorithms.contract import Algorithm
 from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, permutation, update_metrics, wrap_env
-from pjrl_agents.config import ConfigError, check_settings, divisors, make_config, require_positive, static
+from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
 from pjrl_agents.algorithms.shared import make_train as _make_train
 from pjrl_agents.algorithms.distributions import Categorical, DiagGaussian, MultiCategorical
 from pjrl_agents.algorithms.networks import CELLS, TORSOS, ActorCritic, RecurrentActorCritic, choose_torso, zero_memory
@@ -126,8 +126,8 @@ def default_config(env_name: str | None = None, **settings) -> PPOConfig:
     return make_config(PPOConfig, ENV_DEFAULTS, env_name, settings)
 
 
-RANGES = {"lr": "(0, inf)", "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "clip_eps": "(0, inf)",
-          "ent_coef": "[0, inf)", "vf_coef": "[0, inf)", "max_grad_norm": "[0, inf)"}
+RANGES = intervals({"lr": "(0, inf)", "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "clip_eps": "(0, inf)",
+          "ent_coef": "[0, inf)", "vf_coef": "[0, inf)", "max_grad_norm": "[0, inf)"})
 """where each number must lie (checked for every sweep member too)"""
 
 

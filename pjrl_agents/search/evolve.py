@@ -145,10 +145,10 @@ class Search:
         those in [0, 1] `sigmoid(logit(default) + x)`, the rest `default + x`."""
         out = {}
         for i, name in enumerate(self.spec.names):
-            default, interval = float(getattr(self.config, name)), self.ranges.get(name, "")
-            if interval.endswith(", inf)") and default > 0:
+            default, interval = float(getattr(self.config, name)), self.ranges.get(name)
+            if interval is not None and interval.positive and default > 0:
                 out[name] = default * xp.exp(x[i])
-            elif interval == "[0, 1]" and 0 < default < 1:
+            elif interval is not None and interval.unit and 0 < default < 1:
                 logit = np.log(default / (1 - default))
                 out[name] = 1 / (1 + xp.exp(-(logit + x[i])))
             else:

@@ -19,13 +19,14 @@ the lineage, which `pjrl tune` draws to `RUN/lineage.png`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pjrl_agents.config import ConfigError, numeric_fields
+from pjrl_agents.config import ConfigError, Interval, numeric_fields
 
 COPIED = ("params", "target_params", "opt_state")
 """the state fields a member copies from its parent: the agent, not its envs, RNG or counters"""
@@ -52,7 +53,7 @@ class PBT:
         data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**data)
 
-    def check(self, config: Any, population: int, ranges: dict[str, str]) -> None:
+    def check(self, config: Any, population: int, ranges: dict[str, Interval]) -> None:
         """ConfigError naming what to change, before anything compiles."""
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
             raise ConfigError(f"--pbt-every {self.every!r}: give a whole number of updates >= 1")
@@ -70,17 +71,10 @@ class PBT:
                               f"{self.fraction}: train more of them (--num-seeds, --sweep) or raise --fraction")
 
 
-def upper_bounds(perturb: tuple, ranges: dict[str, str]) -> dict[str, float]:
-    """The finite upper ends of the perturbed settings' intervals (`"[0, 1]"` -> 1.0), which children are
+def upper_bounds(perturb: tuple, ranges: dict[str, Interval]) -> dict[str, float]:
+    """The finite upper ends of the perturbed settings' intervals (`[0, 1]` -> 1.0), which children are
     clipped to; lower ends need no clip, since factors are positive."""
-    out = {}
-    for name in perturb:
-        interval = ranges.get(name, "")
-        if interval:
-            high = interval.strip("[]() ").split(",")[1].strip()
-            if high != "inf":
-                out[name] = float(high)
-    return out
+    return {name: ranges[name].high for name in perturb if name in ranges and math.isfinite(ranges[name].high)}
 
 
 def exploit_explore(state: Any, scores: jax.Array, key: jax.Array, fraction: float, perturb: tuple,
