@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from pjrl_agents import algorithms
-from pjrl_agents.run.experiment import RunSpec, build
+from pjrl_agents.run.spec import RunSpec
+from pjrl_agents.run.experiment import build
 from pjrl_agents.run.runner import _chunk_fn
 
 

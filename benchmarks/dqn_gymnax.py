@@ -35,7 +35,7 @@ from benchmarks.common import (Program, TrainCommand, add_round_flags, check_rou
 from pjrl_agents.algorithms import dqn
 from pjrl_agents.run import runner
 from pjrl_agents.run import xla_cpu
-from pjrl_agents.run.experiment import final_returns
+from pjrl_agents.numeric import final_returns
 
 ENV = "gymnax:CartPole-v1"
 

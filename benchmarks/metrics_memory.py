@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD_PJRL = """
 import resource, sys, json
 from pjrl_agents.run import runner
-from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.spec import RunSpec
 runner.train(RunSpec(settings={"total_timesteps": int(float(sys.argv[1]))}, tensorboard=False), out=sys.argv[2],
              progress=None)
 print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

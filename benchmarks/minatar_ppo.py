@@ -27,7 +27,7 @@ import numpy as np
 import pjrl_envs
 from benchmarks.common import ratio, run_reference, time_compiled
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.run.experiment import final_returns
+from pjrl_agents.numeric import final_returns
 
 ENV = "Breakout-MinAtar"
 

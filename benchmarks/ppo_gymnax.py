@@ -32,7 +32,7 @@ from benchmarks.common import (Program, TrainCommand, add_round_flags, check_rou
                                paired_rounds, run_reference, seeds_program, time_compiled)
 from pjrl_agents.algorithms import ppo
 from pjrl_agents.run import xla_cpu
-from pjrl_agents.run.experiment import final_returns
+from pjrl_agents.numeric import final_returns
 
 ENV = "CartPole-v1"
 

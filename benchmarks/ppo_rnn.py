@@ -27,7 +27,7 @@ import numpy as np
 import pjrl_envs
 from benchmarks.common import ratio, run_reference, seeds_program, time_compiled
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.run.experiment import final_returns
+from pjrl_agents.numeric import final_returns
 
 ENV = "CartPole-v1"
 SETTINGS = dict(torso="gru", memory_size=128, hidden_sizes=(128,), activation="relu")

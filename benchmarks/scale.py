@@ -38,7 +38,7 @@ def measure(devices: int, seeds: int, num_envs: int, steps: int, repeats: int) -
     from pjrl_agents.algorithms import ppo
     from pjrl_agents.run import devices
     from pjrl_agents.config import stack_configs
-    from pjrl_agents.run.experiment import final_returns
+    from pjrl_agents.numeric import final_returns
 
     config = ppo.PPOConfig(total_timesteps=steps, num_envs=num_envs)
     plan = devices.plan(devices, config.num_envs, num_seeds=seeds, splits_envs=True)

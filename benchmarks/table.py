@@ -55,7 +55,7 @@ def random_returns(env_name: str, episodes: int = 1000, seed: int = 0) -> float:
 
 def train_and_evaluate(out: Path, env: str, algo: str, settings: dict, seeds: int, fresh: bool) -> None:
     from pjrl_agents import cli
-    from pjrl_agents.run.experiment import RunSpec
+    from pjrl_agents.run.spec import RunSpec
     from pjrl_agents.run.runner import train
     summary = out / "summary.json"
     if fresh or not summary.exists() or json.loads(summary.read_text()).get("status") != "finished":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.spec import RunSpec
 from pjrl_agents.run.sinks import read_metrics
 from pjrl_agents.run.runner import train
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.spec import RunSpec
 from pjrl_agents.run.runner import train
 
 # Playground's DM Control PPO settings, for thousands of envs on one accelerator; envs listed in

@@ -29,3 +29,15 @@ def strict_json(x):
     if isinstance(x, (list, tuple)):
         return [strict_json(v) for v in x]
     return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+FINAL_WINDOW = 20
+"""a run's final return is its mean over the last 1/FINAL_WINDOW of its updates (5 %)"""
+
+
+def final_returns(episode_return: np.ndarray) -> np.ndarray:
+    """Mean episodic return over the last 5% of updates, per run; NaN for a run none of whose episodes
+    ended there. Input `(runs, updates)`, NaN before the first episode ends."""
+    tail = np.asarray(episode_return, np.float64)[:, -max(1, episode_return.shape[1] // FINAL_WINDOW):]
+    seen = np.isfinite(tail)
+    return np.where(seen.any(1), np.where(seen, tail, 0.0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)

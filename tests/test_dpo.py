@@ -11,7 +11,7 @@ from pjrl_agents import algorithms
 from pjrl_agents.algorithms import dpo
 from pjrl_agents.algorithms import ppo
 from pjrl_agents.config import ConfigError
-from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.spec import RunSpec
 from pjrl_agents.run.runner import train
 
 

@@ -319,7 +319,7 @@ def test_a_signal_while_compiling_leaves_a_run_that_resumes(tmp_path, sig, code)
 
 
 def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path):
-    from pjrl_agents.run.experiment import RunSpec
+    from pjrl_agents.run.spec import RunSpec
     from pjrl_agents.run import runner
     out = tmp_path / "run"
     seen = []
@@ -341,7 +341,7 @@ def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path):
 
 def test_nothing_is_reported_before_it_exists_and_rounding_is_said(tmp_path):
     from pjrl_agents.run import runner
-    from pjrl_agents.run.experiment import RunSpec
+    from pjrl_agents.run.spec import RunSpec
     lines = []
     runner.train(RunSpec(settings={"total_timesteps": 5000, "num_steps": 2}, eval_episodes=0, tensorboard=False),
                  out=tmp_path / "r", progress=lines.append)

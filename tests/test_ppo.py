@@ -1,5 +1,4 @@
 """PPO: GAE and the loss by hand, config errors, sweeps in one call, learning."""
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -16,7 +16,7 @@ from pjrl_agents.run import evaluate
 from pjrl_agents.run import experiment
 from pjrl_agents.trained import render
 from pjrl_agents.run import runner
-from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.spec import RunSpec
 from pjrl_envs import MissingLibraryError, RenderError
 
 pytestmark = pytest.mark.xdist_group("render")

@@ -236,7 +236,8 @@ def test_a_chunk_keeps_what_every_run_shares_unbatched():
     import jax
     import jax.extend
     from pjrl_agents.run import runner
-    from pjrl_agents.run.experiment import RunSpec, build
+    from pjrl_agents.run.spec import RunSpec
+    from pjrl_agents.run.experiment import build
 
     def conds(jaxpr) -> int:
         n = 0

@@ -44,7 +44,7 @@ FOUR_DEVICES = r"""
 import json, sys
 from pjrl_agents.run import runner
 from pjrl_agents.config import ConfigError
-from pjrl_agents.run.experiment import RunSpec
+from pjrl_agents.run.spec import RunSpec
 out = sys.argv[1]
 res = {"errors": {}}
 
@@ -320,9 +320,7 @@ def test_when_one_process_dies_the_other_stops_in_one_line_and_both_resume(two_p
 
 def test_a_process_that_cannot_see_the_run_directory_stops_every_process(tmp_path, monkeypatch):
     """Process 1's side of the check: process 0 published a directory that is not on storage process 1 sees."""
-    from pjrl_agents.run import devices
     from pjrl_agents.run import processes
-    from pjrl_agents.run import xla_cpu
     from pjrl_agents.config import ConfigError
     store = {"pjrl/run_dir": f"ok\n{tmp_path / 'elsewhere'}\ntoken"}
 
@@ -529,8 +527,6 @@ def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_dev
     process started with the flag named); a user's setting wins; a process started from pjrl's tells
     pjrl's flag from the user's."""
     from pjrl_agents import algorithms
-    from pjrl_agents.run import devices
-    from pjrl_agents.run import processes
     from pjrl_agents.run import xla_cpu
     assert xla_cpu.CONCURRENT_RUNS == algorithms.get("ppo").concurrent_runs == 32
     assert algorithms.get("dqn").concurrent_runs == 16
@@ -551,13 +547,10 @@ def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_dev
 
 DQN_LAYOUT = r"""
 import json, sys
-from pjrl_agents.run import experiment
-from pjrl_agents.run import devices
-from pjrl_agents.run import processes
-from pjrl_agents.run import xla_cpu
+from pjrl_agents.run import experiment, spec, xla_cpu
 devices = None if sys.argv[1] == "-" else int(sys.argv[1])
 xla_cpu.use_cpu_cores()  # as `pjrl train` does
-built = experiment.build(experiment.RunSpec(algo="dqn", num_seeds=16, devices=devices,
+built = experiment.build(spec.RunSpec(algo="dqn", num_seeds=16, devices=devices,
                                             settings={"total_timesteps": 2000, "learning_starts": 1000}))
 print(json.dumps({"devices": built.plan.num_devices, "on": xla_cpu.cpu_scheduler_on(),
                   "value_in_step": built.agent.value_in_step}))
@@ -577,8 +570,6 @@ def test_a_dqn_run_with_16_seeds_a_device_values_its_targets_beside_the_gradient
 def test_a_device_with_one_run_traces_it_unbatched_and_returns_its_run_axis():
     """`Plan.jit` vmaps the runs, except one run alone, which runs as plain `fn` (faster on a CPU)."""
     from pjrl_agents.run import devices
-    from pjrl_agents.run import processes
-    from pjrl_agents.run import xla_cpu
     seen = []
 
     def fn(x, scale):

@@ -23,7 +23,7 @@ from flax import struct
 
 from pjrl_agents.algorithms import ppo
 from pjrl_agents.algorithms.contract import Algorithm
-from pjrl_agents.config import check_settings, make_config
+from pjrl_agents.config import check_settings, intervals, make_config
 from pjrl_envs.core import VecEnv
 
 

@@ -145,7 +145,7 @@ def _settings_listing(algorithm, env_name: str) -> str:
 
 def _train_parser(spec, algorithm, settings_defaults) -> argparse.ArgumentParser:
     from pjrl_agents import algorithms
-    from pjrl_agents.run.experiment import RunSpec
+    from pjrl_agents.run.spec import RunSpec
     others = []
     for name in algorithms.names():
         if name != algorithm.name:
@@ -202,7 +202,7 @@ def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
 def parse_train(argv: typing.Sequence[str]):
     """`(spec, args)` for `pjrl train ARGV`: the RunSpec these flags (and --config) ask for."""
     from pjrl_agents import algorithms
-    from pjrl_agents.run.experiment import RunSpec, read_spec
+    from pjrl_agents.run.spec import RunSpec, read_spec
     pre = _Parser(prog="pjrl train", add_help=False)
     for flag in ("--config", "--algo", "--env", "--resume"):
         pre.add_argument(flag)
@@ -388,7 +388,8 @@ def _cmd_algos(args) -> int:
 def _cmd_eval(args) -> int:
     from pjrl_agents.run import evaluate
     from pjrl_agents.trained import render
-    from pjrl_agents.run.experiment import build, read_run
+    from pjrl_agents.run.experiment import build
+    from pjrl_agents.run.spec import read_run
     if args.episodes < 1:
         raise ConfigError(f"--episodes {args.episodes}: evaluate at least 1 episode")
     if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:

@@ -35,7 +35,9 @@ from pjrl_agents.run.checkpoint import steps as checkpoint_steps
 from pjrl_agents.config import ConfigError
 from pjrl_agents.numeric import all_finite
 from pjrl_agents.numeric import nanmean as _nanmean
-from pjrl_agents.run.experiment import RunSpec, build, final_returns, read_run
+from pjrl_agents.run.spec import RunSpec, read_run
+from pjrl_agents.run.experiment import build
+from pjrl_agents.numeric import final_returns
 from pjrl_agents.search.pbt import PBT
 from pjrl_envs import prng
 

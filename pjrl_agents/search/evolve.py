@@ -171,7 +171,7 @@ class Search:
 
 def _write_best_settings(out: Path, search: Search, best: np.ndarray) -> None:
     """DIR/best.json: a run spec with the best candidate's settings, which `pjrl train --config` takes."""
-    from pjrl_agents.run.experiment import RunSpec
+    from pjrl_agents.run.spec import RunSpec
     spec = search.spec
     settings = {**spec.settings, "total_timesteps": spec.total_timesteps,
                 **{k: float(v) for k, v in search.settings_of(best).items()}}

@@ -1,0 +1,156 @@
+"""How a run is asked for: `RunSpec`, read from flags, a config file or a run directory's run.json.
+
+A `RunSpec` is how a run is asked for; `run.json` in a run directory is one,
+written with every algorithm setting resolved, so `pjrl train --config
+RUN/run.json` repeats the run exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from pjrl_agents import algorithms
+from pjrl_agents.config import ConfigError, numeric_fields
+from pjrl_agents.run.checkpoint import CheckpointError
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """How a run is asked for (saved as run.json; `--config` and `--resume` read it back)."""
+
+    env: str = "gymnax:CartPole-v1"
+    """LIB:NAME of the env (`pjrl envs` lists them)"""
+    algo: str = "ppo"
+    """algorithm (`pjrl algos` lists them)"""
+    settings: dict = dataclasses.field(default_factory=dict)
+    """algorithm settings over its defaults for this env (run.json holds all of them, resolved)"""
+    env_options: dict = dataclasses.field(default_factory=dict)
+    """options for the env's adapter, e.g. max_steps_in_episode (gymnax) or opponent (pgx)"""
+    sweep: list = dataclasses.field(default_factory=list)
+    """NAME=V1,V2,... over numeric settings: every member of the grid trains in the same compile"""
+    num_seeds: int = 1
+    """seeds trained in parallel by vmap, one compile. Seed i trains with key i of
+    jax.random.split(PRNGKey(seed), num_seeds); every sweep member reuses the same keys"""
+    seed: int = 0
+    """root of the seeds' keys (see num_seeds)"""
+    chunks: int = 50
+    """most pieces the update scan is cut into: metrics leave the device after each. A piece
+    that would last under a second runs up to 25x longer (so a short run uses fewer)"""
+    checkpoint_every: int = 0
+    """checkpoint every N updates (0: only at the end; a final checkpoint is always written)"""
+    eval_episodes: int = 10
+    """episodes per seed of the greedy policy played when training ends (summary.json's
+    final_greedy_return_*), and of each policy at every --eval-every; 0: none"""
+    eval_every: int = 0
+    """every N updates, evaluate every seed's greedy and stochastic policy on evaluation envs
+    (RUN/eval.jsonl, TensorBoard, W&B); 0: off"""
+    pbt: dict | None = None
+    """population-based training over the run's members and seeds: {"every", "fraction", "perturb",
+    "factors"} (pjrl_agents.search.pbt.PBT); None: off"""
+    tensorboard: bool = True
+    """write TensorBoard event files under RUN/tb"""
+    wandb: dict | None = None
+    """Weights & Biases tracking: {"project", "entity", "group"}; None: off"""
+    devices: int | None = None
+    """devices to split the seeds (or one seed's envs) over; None: all visible. run.json records the count used"""
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "the run spec") -> "RunSpec":
+        """A spec from a run.json or a config file. Keys that are algorithm settings may stand at the top level."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} must hold a mapping of settings, not {type(data).__name__}")
+        data = dict(data)
+        if "overrides" in data:  # the name run.json used for settings before
+            data.setdefault("settings", data.pop("overrides"))
+        fields = {f.name for f in dataclasses.fields(cls)}
+        loose = {k: data.pop(k) for k in list(data) if k not in fields}
+        spec = cls(**data)
+        if loose:
+            config_fields = {f.name for f in dataclasses.fields(algorithms.get(spec.algo).config_class)}
+            unknown = sorted(set(loose) - config_fields)
+            if unknown:
+                raise ConfigError(f"{source}: no setting {', '.join(unknown)}; run settings: {', '.join(sorted(fields))}"
+                                  f"; {spec.algo} settings: {', '.join(sorted(config_fields))}")
+            spec.settings = {**spec.settings, **loose}
+        return spec
+
+    def to_dict(self) -> dict:
+        return _jsonable(dataclasses.asdict(self))
+
+
+def read_spec(path: str | Path) -> RunSpec:
+    """A RunSpec from a JSON or YAML file (a run's run.json is one)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: {e.strerror or e}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--config {path} cannot be parsed: {first}") from None
+    try:
+        return RunSpec.from_dict(data or {}, f"--config {path}")
+    except TypeError as e:  # a field of the wrong kind, e.g. settings given as a list
+        raise ConfigError(f"--config {path}: {e}") from None
+
+
+def parse_sweep(specs: list[str], config: Any) -> list[dict[str, float]]:
+    """`["lr=1e-4,3e-4", "gamma=0.99,0.995"]` -> the grid of members, each a dict of settings."""
+    numeric = numeric_fields(config)
+    axes = []
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values:
+            raise ConfigError(f"--sweep {spec!r}: write NAME=V1,V2,...")
+        if name not in numeric:
+            static = {f.name for f in dataclasses.fields(config)} - set(numeric)
+            why = "fixes array shapes and cannot be swept in one compile" if name in static else "is not a setting"
+            raise ConfigError(f"--sweep {name}: {name} {why}; sweepable: {', '.join(numeric)}")
+        try:
+            values = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ConfigError(f"--sweep {spec!r}: values must be numbers") from None
+        axes.append([(name, v) for v in values])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+def read_run(run_dir: Path) -> RunSpec:
+    """The RunSpec of a run directory; CheckpointError if it holds none."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise CheckpointError(f"no run directory {run_dir}; give one that pjrl train wrote (runs/... by default)")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file; give the run directory that holds run.json")
+    try:
+        data = json.loads((Path(run_dir) / "run.json").read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{run_dir} holds no run (no run.json)") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{run_dir}/run.json is unreadable: {e}") from None
+    try:
+        return RunSpec.from_dict(data, f"{run_dir}/run.json")
+    except (TypeError, ConfigError) as e:
+        raise CheckpointError(f"{run_dir}/run.json is unreadable: {e}") from None
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return np.asarray(x).tolist()
+    return x
