@@ -7,7 +7,7 @@ ARGS ?=
 # Test workers: one per core (XLA compiles single-threaded, so two workers use both cores).
 WORKERS ?= 2
 
-.PHONY: setup train test test-all bench table lock clean
+.PHONY: setup train test test-all lint bench table lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=python3.x (3.10-3.11)"; exit 1; }
@@ -28,6 +28,11 @@ test: setup
 # the whole suite with check_env on every env of every installed library (see README)
 test-all: setup
 	PJRL_ALL_ENVS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
+
+# ruff over the whole tree, mypy over the packages (settings in pyproject.toml)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) benchmarks/ppo_gymnax.py --reference ../shared/reference/bench_purejaxrl.py
