@@ -142,7 +142,8 @@ class BraxVecEnv(VecEnv):
         self.check_render(path)
         html = require("brax.io.html", REQUIRES)
         pipeline = jax.device_get(jax.tree.map(lambda x: x[:, 0], states.inner.pipeline_state))
-        frames = [jax.tree.map(lambda x: x[t], pipeline) for t in range(len(jax.tree.leaves(pipeline)[0]))]
+        frames = [jax.tree.map(lambda x: x[t], pipeline)  # noqa: B023 - called within its iteration
+                  for t in range(len(jax.tree.leaves(pipeline)[0]))]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html.render(self.brax_env.sys, frames))

@@ -143,7 +143,7 @@ class EnvpoolVecEnv(VecEnv):
     host_callbacks = True
 
     def __init__(self, env_id: str, num_envs: int = 1, max_pools: int = 4, **options):
-        envpool = _envpool()
+        _envpool()  # a missing envpool says how to install it before any other error
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         for name in sorted(set(options) & set(RESERVED)):
@@ -356,7 +356,8 @@ class EnvpoolVecEnv(VecEnv):
         info = dict(zip(self._info_names, out[4 + 2 * n:]))
         ts = TimeStep(obs=obs, reward=reward, terminated=terminated, truncated=truncated, final_obs=final_obs,
                       action_mask=self._masks(), info=info)
-        return state.replace(t=out[0]), ts
+        # flax.struct.dataclass adds `replace` at run time; its typing does not declare it
+        return state.replace(t=out[0]), ts  # type: ignore[attr-defined]
 
     def _masks(self) -> jax.Array:
         return jnp.broadcast_to(self._mask, (self.num_envs,) + self._mask.shape)

@@ -132,7 +132,8 @@ class GymnaxEnv(Env):
         self.check_render(path)
         visualize = require("gymnax.visualize", REQUIRES)
         states = jax.device_get(states)
-        frames = [jax.tree.map(lambda x: x[t], states) for t in range(len(jax.tree.leaves(states)[0]))]
+        frames = [jax.tree.map(lambda x: x[t], states)  # noqa: B023 - called within its iteration
+                  for t in range(len(jax.tree.leaves(states)[0]))]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         visualize.Visualizer(self.env, self.params, frames).animate(str(path))

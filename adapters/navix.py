@@ -105,7 +105,7 @@ def _options(name: str, options: dict) -> dict:
     if "max_steps" in options:
         value = options["max_steps"]
         whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not (whole or isinstance(value, (float, np.floating)) and float(value).is_integer()) or value < 1:
+        if not (whole or (isinstance(value, (float, np.floating)) and float(value).is_integer())) or value < 1:
             raise OptionError(f"{name}: option max_steps={value!r} must be a whole number >= 1")
         out["max_steps"] = int(value)
     observation = _choice(name, "observation_fn", options.get("observation_fn", "symbolic"), OBSERVATIONS)
@@ -140,6 +140,7 @@ class NavixEnv(Env):
         if bounds is None:
             info = jnp.iinfo(obs.dtype)
             bounds = (info.min, info.max)
+        high: Any  # one bound, or (for the symbolic observations) one per channel
         low, high = bounds
         if self.observation_name.startswith("symbolic") and env_id.startswith(WIDE_SYMBOLIC_STATE):
             high = (high[0], high[1], 255)

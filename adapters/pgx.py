@@ -26,7 +26,8 @@ fetches anything, but one loaded by the user is just another `opponent`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -137,7 +138,7 @@ OPTIONS = ("opponent", "opponent_params", "max_episode_steps")
 
 def make(env_id: str, num_envs: int = 1, **options):
     check_options(f"pgx:{env_id}", options, OPTIONS)
-    env = PgxEnv(env_id, options.get("opponent", "random"), options.get("opponent_params"))
+    env: Env = PgxEnv(env_id, options.get("opponent", "random"), options.get("opponent_params"))
     if options.get("max_episode_steps") is not None:
         env = wrappers.TimeLimit(env, options["max_episode_steps"])
     return env.to_vec(num_envs)

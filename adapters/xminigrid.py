@@ -59,7 +59,7 @@ def _xminigrid():
 def _whole(name: str, option: str, value: Any) -> int:
     """`value` as an int, or a one-line OptionError when it is not a whole number."""
     whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not (whole or isinstance(value, (float, np.floating)) and float(value).is_integer()):
+    if not (whole or (isinstance(value, (float, np.floating)) and float(value).is_integer())):
         raise OptionError(f"{name}: option {option}={value!r} must be a whole number")
     return int(value)
 

@@ -127,6 +127,7 @@ def raw_gymnax(name, num_envs, steps, space):
 
 def raw_playground(name, num_envs, steps, space):
     from mujoco_playground import registry, wrapper
+
     from pjrl_adapters.playground import default_impl
     # Playground's own training wrapper (vmap, episode limit, auto-reset to the cached first state),
     # on the physics pipeline the adapter picks by default

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import jax
 
-from pjrl_agents.run import devices
-from pjrl_agents.run import xla_cpu
+from pjrl_agents.run import devices, xla_cpu
 
 
 def time_compiled(fn, *args, repeats: int = 3) -> dict:
@@ -51,7 +50,7 @@ def run_reference(path: str, args: list[str], timeout: float | None = None) -> d
         print(f"reference gave no result in {timeout:.0f}s (a hang in its batched QR init on CPU); "
               "run again", file=sys.stderr)
         return None
-    lines = [l for l in res.stdout.splitlines() if l.startswith("{")]
+    lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
     if res.returncode != 0 or not lines:
         print(f"reference failed ({res.returncode}): {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
@@ -134,7 +133,8 @@ def _serve(conn, build, cores: bool, scheduler: bool) -> None:
         try:
             if prog is None:
                 raise RuntimeError(failed)
-            value = {"compile": prog.compile, "run": prog.run, "out": lambda: (None, jax.device_get(prog.out[1]))}[what]()
+            answers = {"compile": prog.compile, "run": prog.run, "out": lambda: (None, jax.device_get(prog.out[1]))}
+            value = answers[what]()
             conn.send((True, value))
         except Exception as e:  # noqa: BLE001 - raised again in the parent
             conn.send((False, repr(e)))
@@ -162,7 +162,7 @@ class TrainCommand:
         self._tmp.cleanup()
 
 
-def layouts(build, seeds: int, concurrent_runs: int = xla_cpu.CONCURRENT_RUNS) -> tuple[dict[str, "Program"], str]:
+def layouts(build, seeds: int, concurrent_runs: int = xla_cpu.CONCURRENT_RUNS) -> tuple[dict[str, Program], str]:
     """`({"one device": build(False), "cores": build(True)}, core)`: the seeds vmapped on one device and, above
     one seed with several devices, split over them; `core` names the layout `pjrl train` runs.
 

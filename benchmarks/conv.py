@@ -66,7 +66,8 @@ def main() -> None:
     for name, (layers, shape, default_seeds) in NETS.items():
         for seeds in [int(s) for s in args.seeds.split(",")] if args.seeds else default_seeds:
             conv, patches = (time_step(layers, shape, impl, seeds, args.repeats) for impl in ("conv", "patches"))
-            print(f"{name:>17} | {seeds} seed(s) | XLA conv {conv['step_ms']:9.1f} ms (compile {conv['compile_s']:.1f}s)"
+            print(f"{name:>17} | {seeds} seed(s) | XLA conv {conv['step_ms']:9.1f} ms"
+                  f" (compile {conv['compile_s']:.1f}s)"
                   f" | patches {patches['step_ms']:8.1f} ms (compile {patches['compile_s']:.1f}s)"
                   f" | {ratio(conv['step_ms'], patches['step_ms'])} faster", flush=True)
 

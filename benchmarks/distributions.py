@@ -161,7 +161,8 @@ def main():
     print(f"{'distribution':<24} {'batch':>5} {'log_prob':>10} {'entropy':>10} {'grad':>10} "
           f"{'allclose':>9} {'same samples':>13} {'distrax samples legal':>22}")
     for name, batch, d_lp, d_ent, d_grad, close, same, legal in agreement:
-        print(f"{name:<24} {batch:>5} {d_lp:>10.2e} {d_ent:>10.2e} {d_grad:>10.2e} {str(close):>9} {str(same):>13} {legal:>22}")
+        print(f"{name:<24} {batch:>5} {d_lp:>10.2e} {d_ent:>10.2e} {d_grad:>10.2e} "
+              f"{close!s:>9} {same!s:>13} {legal:>22}")
 
 if __name__ == "__main__":
     main()

@@ -3,8 +3,8 @@
     python benchmarks/divergence_check.py [--repeats 7]
 
 The runner's chunk (`runner._chunk_fn`) reports whether every parameter is
-finite at its end (the losses, checked on the host, catch the rest). This times the same vmapped scan of all updates with
-that check and without it (the same chunk less the check), for PPO and DQN on
+finite at its end (the losses, checked on the host, catch the rest). This times the same vmapped scan of all
+updates with that check and without it (the same chunk less the check), for PPO and DQN on
 gymnax CartPole-v1, 1 and 16 seeds, runs interleaved (A B A B ...) so load
 drifts hit both alike. Prints the median run seconds of each and their ratio.
 """
@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from pjrl_agents import algorithms
-from pjrl_agents.run.spec import RunSpec
 from pjrl_agents.run.experiment import build
 from pjrl_agents.run.runner import _chunk_fn
+from pjrl_agents.run.spec import RunSpec
 
 
 def plain_chunk(agent, chunk_len: int):

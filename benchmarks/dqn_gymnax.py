@@ -30,12 +30,19 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import (Program, TrainCommand, add_round_flags, check_round_flags, layouts,
-                               paired_rounds, run_reference, seeds_program)
+from benchmarks.common import (
+    Program,
+    TrainCommand,
+    add_round_flags,
+    check_round_flags,
+    layouts,
+    paired_rounds,
+    run_reference,
+    seeds_program,
+)
 from pjrl_agents.algorithms import dqn
-from pjrl_agents.run import runner
-from pjrl_agents.run import xla_cpu
 from pjrl_agents.numeric import final_returns
+from pjrl_agents.run import runner, xla_cpu
 
 ENV = "gymnax:CartPole-v1"
 
@@ -65,9 +72,9 @@ def main() -> None:
         config = dqn.default_config(ENV, total_timesteps=steps, anneal_lr=False)
         total = config.num_updates * config.steps_per_update
         programs, core = layouts(functools.partial(program, config, n), n, dqn.ALGORITHM.concurrent_runs)
-        reference = (lambda: run_reference(a.reference, [
+        reference = functools.partial(run_reference, a.reference, [
             "--algo", "dqn", "--env", "CartPole-v1", "--seeds", str(n), "--steps", str(steps), "--repeats",
-            str(a.repeats)])) if a.reference else None
+            str(a.repeats)]) if a.reference else None
         train = None if a.no_train else TrainCommand(steps, n, algo="dqn")
         res = paired_rounds(a.rounds, a.repeats, programs, reference, train, core)
         for name, prog in programs.items():

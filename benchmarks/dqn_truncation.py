@@ -92,7 +92,7 @@ def main() -> None:
     print(f"{'update':>8s} " + " ".join(f"{m + ' Q':>12s} {m + ' error':>14s}" for m in results))
     for u in points:
         cells = []
-        for mode, (q, _) in results.items():
+        for q, _ in results.values():
             value = float(np.nanmean(q[:, u]))
             cells.append(f"{value:12.3f} {value - TRUE_VALUE:+14.3f}")
         print(f"{u + 1:8d} " + " ".join(cells))

@@ -139,7 +139,7 @@ def main():
     print(f"{'env':<14}{'envs':>5} | {'(a) envpool loop':>17} | {'(b) adapter scan':>17} {'b/a':>6} | "
           f"{'(c) PPO train':>14} | {'(x) env.xla()':>14} | compile b, c")
     for env_id in args.envs:
-        heavy = env_id.endswith("-v5") and "Pong" in env_id or "NoFrameskip" in env_id
+        heavy = (env_id.endswith("-v5") and "Pong" in env_id) or "NoFrameskip" in env_id
         for num_envs in args.num_envs:
             steps = args.steps or max(200, (400 if heavy else 20_000) // max(1, num_envs // 8))
             a = envpool_loop(env_id, num_envs, steps, args.repeats)

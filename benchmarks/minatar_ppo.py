@@ -72,7 +72,8 @@ def main() -> None:
             if ref:
                 ref_speed = steps / ref["run_s_per_seed"]
                 print(f"{steps:>10,} steps | PureJaxRL  | return {ref['final_return']:6.2f} per seed {ref['per_seed']}"
-                      f" | compile {ref['compile_s']:5.1f}s {ref_speed:>9,.0f} steps/s (one seed at a time)", flush=True)
+                      f" | compile {ref['compile_s']:5.1f}s {ref_speed:>9,.0f} steps/s (one seed at a time)",
+                      flush=True)
                 print(f"{steps:>10,} steps | PureJaxRL's own lagging metric: {ref['final_return_lagging']:.2f}"
                       f" per seed {ref['per_seed_lagging']}", flush=True)
                 gap = r["final_return"] - ref["final_return"]

@@ -24,8 +24,8 @@ GRID = ["lr=1e-4,3e-4,1e-3,3e-3", "ent_coef=0,0.01"]
 
 
 def run(root: int, steps: int, population: bool, out: Path) -> np.ndarray:
-    from pjrl_agents.run.spec import RunSpec
     from pjrl_agents.run.runner import train
+    from pjrl_agents.run.spec import RunSpec
     spec = RunSpec(settings={"total_timesteps": steps}, sweep=GRID, seed=root, eval_episodes=16, tensorboard=False,
                    pbt={"every": 10, "fraction": 0.25, "perturb": ["lr", "ent_coef"]} if population else None)
     summary = train(spec, out=str(out), progress=None)

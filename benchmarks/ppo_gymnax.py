@@ -28,11 +28,20 @@ import jax
 import numpy as np
 
 import pjrl_envs
-from benchmarks.common import (Program, TrainCommand, add_round_flags, check_round_flags, layouts,
-                               paired_rounds, run_reference, seeds_program, time_compiled)
+from benchmarks.common import (
+    Program,
+    TrainCommand,
+    add_round_flags,
+    check_round_flags,
+    layouts,
+    paired_rounds,
+    run_reference,
+    seeds_program,
+    time_compiled,
+)
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.run import xla_cpu
 from pjrl_agents.numeric import final_returns
+from pjrl_agents.run import xla_cpu
 
 ENV = "CartPole-v1"
 
@@ -82,9 +91,9 @@ def main():
     for seeds in [int(s) for s in a.seeds.split(",")]:
         steps = a.steps if seeds == 1 else a.steps_multi
         programs, core = layouts(functools.partial(program, seeds, steps), seeds)
-        reference = (lambda: run_reference(a.reference, [
+        reference = functools.partial(run_reference, a.reference, [
             "--algo", "ppo", "--env", ENV, "--seeds", str(seeds), "--steps", str(steps), "--repeats",
-            str(a.repeats)], timeout=900)) if a.reference else None
+            str(a.repeats)], timeout=900) if a.reference else None
         # `pjrl train` at 1 seed and at the first larger seed count
         train = None if a.no_train or (seeds > 1) in trained else TrainCommand(steps, seeds)
         trained.add(seeds > 1)

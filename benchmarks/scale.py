@@ -36,9 +36,9 @@ def measure(devices: int, seeds: int, num_envs: int, steps: int, repeats: int) -
     import pjrl_envs
     from benchmarks.common import time_compiled
     from pjrl_agents.algorithms import ppo
-    from pjrl_agents.run import devices
     from pjrl_agents.config import stack_configs
     from pjrl_agents.numeric import final_returns
+    from pjrl_agents.run import devices
 
     config = ppo.PPOConfig(total_timesteps=steps, num_envs=num_envs)
     plan = devices.plan(devices, config.num_envs, num_seeds=seeds, splits_envs=True)

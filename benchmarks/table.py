@@ -55,8 +55,8 @@ def random_returns(env_name: str, episodes: int = 1000, seed: int = 0) -> float:
 
 def train_and_evaluate(out: Path, env: str, algo: str, settings: dict, seeds: int, fresh: bool) -> None:
     from pjrl_agents import cli
-    from pjrl_agents.run.spec import RunSpec
     from pjrl_agents.run.runner import train
+    from pjrl_agents.run.spec import RunSpec
     summary = out / "summary.json"
     if fresh or not summary.exists() or json.loads(summary.read_text()).get("status") != "finished":
         if out.exists():
@@ -99,18 +99,19 @@ def main(argv=None) -> int:
     with contextlib.redirect_stdout(text):
         assert cli.main(["compare", *map(str, runs), "--by", "run", "--markdown"]) == 0
     table, _, footer = text.getvalue().strip().partition("\n\n")
-    budgets = ", ".join(f"{env.split(':')[1]} {algo.upper()} {json.loads((r / 'summary.json').read_text())['total_timesteps']:,}"
+    budgets = ", ".join(f"{env.split(':')[1]} {algo.upper()} "
+                        f"{json.loads((r / 'summary.json').read_text())['total_timesteps']:,}"
                         for (env, algo, *_), r in zip(PAIRS, runs))
     random_line = "; ".join(f"{env.split(':')[1]} {random_returns(env):.1f}" for env in envs)
     block = "\n".join([
         MARKERS[0],
-        f"{SEEDS[budget]} seeds per row, greedy policy over {EPISODES} evaluation episodes per seed "
-        f"({budget.upper()}-sized budgets, env steps per seed: {budgets}). Random policy: {random_line}.",
+        (f"{SEEDS[budget]} seeds per row, greedy policy over {EPISODES} evaluation episodes per seed "
+         f"({budget.upper()}-sized budgets, env steps per seed: {budgets}). Random policy: {random_line}."),
         "",
         table,
         "",
-        f"Rebuild: `make table` (`benchmarks/table.py`: trains under `runs/table/{budget}`, runs `pjrl eval`, then "
-        "`pjrl compare --by run --markdown`); " + footer.removeprefix("scores: ").rstrip(".") + ".",
+        (f"Rebuild: `make table` (`benchmarks/table.py`: trains under `runs/table/{budget}`, runs `pjrl eval`, then "
+         "`pjrl compare --by run --markdown`); ") + footer.removeprefix("scores: ").rstrip(".") + ".",
         MARKERS[1],
     ])
     print(block)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.search import evolve
-from pjrl_agents.run.spec import RunSpec
 from pjrl_agents.run.runner import train
+from pjrl_agents.run.spec import RunSpec
+from pjrl_agents.search import evolve
 
 
 def main(argv=None):
@@ -33,7 +33,7 @@ def main(argv=None):
         spec = evolve.EvolveSpec(env=args.meta_env, population=args.population, generations=args.generations,
                                  total_timesteps=args.total_timesteps)
         summary = evolve.evolve(spec, search, progress=None)
-        rows = [line for line in (search / "generations.jsonl").read_text().splitlines()]
+        rows = (search / "generations.jsonl").read_text().splitlines()
         print(f"meta-training on {args.meta_env}: {len(rows)} generations, best fitness so far "
               f"{summary['fitness_best_so_far']:.1f}, compiled once in {summary['compile_s']:.1f} s")
         for name, objective in (("initial drift", ""), ("discovered drift", str(search))):

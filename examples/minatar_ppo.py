@@ -46,7 +46,8 @@ def main(argv=None):
         shown = f"{curve[ended, i].mean():6.2f}" if ended.any() else "   n/a (no episode has ended yet)"
         print(f"step {(i + 1) * config.steps_per_update:>10d}  episode_return {shown}")
     print(f"{env_name}: {config.total_timesteps} steps x {args.num_seeds} seed(s) in {seconds:.0f} s "
-          f"(compile included); final return {curve[:, -1].mean():.2f} (per seed: {' '.join(f'{x:.2f}' for x in curve[:, -1])})")
+          f"(compile included); final return {curve[:, -1].mean():.2f} "
+          f"(per seed: {' '.join(f'{x:.2f}' for x in curve[:, -1])})")
 
 
 if __name__ == "__main__":

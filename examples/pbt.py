@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.run.spec import RunSpec
-from pjrl_agents.run.sinks import read_metrics
 from pjrl_agents.run.runner import train
+from pjrl_agents.run.sinks import read_metrics
+from pjrl_agents.run.spec import RunSpec
 
 
 def main(argv=None):

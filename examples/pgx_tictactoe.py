@@ -50,7 +50,8 @@ def main(argv=None):
     agent = ppo.PPO(config, env)
     train = jax.jit(make_train(agent))
     state, metrics = train(jax.random.PRNGKey(args.seed))
-    print(f"trained {config.total_timesteps} steps; last rollout's mean return {float(metrics['episode_return'][-1]):.2f}")
+    print(f"trained {config.total_timesteps} steps; "
+          f"last rollout's mean return {float(metrics['episode_return'][-1]):.2f}")
 
     key = jax.random.PRNGKey(args.seed + 1)
     for deterministic in (True, False):

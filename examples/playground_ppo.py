@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.run.spec import RunSpec
 from pjrl_agents.run.runner import train
+from pjrl_agents.run.spec import RunSpec
 
 # Playground's DM Control PPO settings, for thousands of envs on one accelerator; envs listed in
 # ppo.ENV_DEFAULTS (CartpoleBalance) use those instead.

@@ -48,7 +48,7 @@ class Env(abc.ABC):
     @abc.abstractmethod
     def step(self, state: Any, action: jax.Array, key: jax.Array) -> tuple[Any, TimeStep]: ...
 
-    def to_vec(self, num_envs: int, resets: int | None = None) -> "VecEnv":
+    def to_vec(self, num_envs: int, resets: int | None = None) -> VecEnv:
         """`num_envs` copies with same-step auto-reset; `resets` bounds the resets computed per step
         (see `AutoResetVecEnv`)."""
         return AutoResetVecEnv(self, num_envs, resets)
@@ -93,7 +93,7 @@ class VecEnv(abc.ABC):
     def step(self, state: Any, action: jax.Array, key: jax.Array) -> tuple[Any, TimeStep]: ...
 
     @property
-    def unwrapped(self) -> "VecEnv":
+    def unwrapped(self) -> VecEnv:
         return self
 
     def observation(self, state: Any, obs: Any) -> Any:
@@ -199,16 +199,18 @@ class AutoResetVecEnv(VecEnv):
         obs = jax.tree.map(select, fresh.obs, ts.obs)
         return state, ts._replace(obs=obs, final_obs=ts.obs, action_mask=select(fresh.action_mask, ts.action_mask))
 
+    # The wrapped env's values, read-only: VecEnv declares them as plain attributes, which envs set;
+    # nothing sets a wrapper's, so mypy's rule against read-only overrides is waived for these.
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return self.env.name
 
     @property
-    def max_episode_steps(self) -> int | None:
+    def max_episode_steps(self) -> int | None:  # type: ignore[override]
         return self.env.max_episode_steps
 
     @property
-    def render_suffixes(self) -> tuple[str, ...]:
+    def render_suffixes(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.env.render_suffixes
 
     def check_render(self, path):

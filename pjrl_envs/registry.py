@@ -12,8 +12,9 @@ import difflib
 import importlib
 import os
 import sys
+from collections.abc import Callable, Iterable
 from importlib import metadata
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pjrl_envs.core import VecEnv
 
@@ -156,7 +157,8 @@ def make(name: str, num_envs: int = 1, **kwargs) -> VecEnv:
     if adapter.list_envs is not None:
         ids = adapter.list_envs()
         if env_id not in ids:
-            why = adapter.unlisted(env_id) if getattr(adapter, "unlisted", None) else None
+            unlisted = getattr(adapter, "unlisted", None)
+            why = unlisted(env_id) if unlisted else None
             if why:
                 raise UnknownEnvError(f"{name} is not offered: {why}")
             close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.6)

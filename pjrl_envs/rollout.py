@@ -6,7 +6,8 @@ Evaluation, rendering, the examples and `check_env` step envs this way (agents s
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

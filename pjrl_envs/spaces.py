@@ -82,9 +82,9 @@ class Box:
         return jnp.all((x >= self.low) & (x <= self.high))
 
     def __repr__(self) -> str:
-        lo, hi = np.unique(self.low), np.unique(self.high)
-        lo = lo[0] if lo.size == 1 else "..."
-        hi = hi[0] if hi.size == 1 else "..."
+        lows, highs = np.unique(self.low), np.unique(self.high)
+        lo = lows[0] if lows.size == 1 else "..."
+        hi = highs[0] if highs.size == 1 else "..."
         return f"Box(low={lo}, high={hi}, shape={self.shape}, dtype={np.dtype(self.dtype).name})"
 
 

@@ -38,7 +38,8 @@ def _structure_problems(reset_ts: TimeStep, step_ts: TimeStep) -> list[str]:
     out = []
     for name in TimeStep._fields:
         a, b = getattr(reset_ts, name), getattr(step_ts, name)
-        if jax.tree.structure(a) != jax.tree.structure(b):
+        # jaxlib ships no type stub for PyTreeDef (what jax.tree.structure returns): mypy sees no `!=`
+        if jax.tree.structure(a) != jax.tree.structure(b):  # type: ignore[operator]
             what = f"keys {sorted(a)} vs {sorted(b)}" if isinstance(a, dict) and isinstance(b, dict) else ""
             out.append(f"reset and step return differently structured {name} {what}".rstrip())
             continue
@@ -56,7 +57,8 @@ def _leaf_problems(where: str, x, space, lead: tuple) -> list[str]:
         out.append(f"{where}: shape {tuple(x.shape)}, space says {want_shape}")
     if jnp.dtype(x.dtype) != jnp.dtype(space.dtype):
         out.append(f"{where}: dtype {x.dtype}, space says {jnp.dtype(space.dtype).name}")
-    elif tuple(x.shape) == want_shape and not bool(jax.vmap(space.contains)(x.reshape((-1,) + tuple(space.shape))).all()):
+    elif (tuple(x.shape) == want_shape
+          and not bool(jax.vmap(space.contains)(x.reshape((-1,) + tuple(space.shape))).all())):
         out.append(f"{where}: values outside {space}")
     return out
 
@@ -64,11 +66,12 @@ def _leaf_problems(where: str, x, space, lead: tuple) -> list[str]:
 def _timestep_problems(ts: TimeStep, env: VecEnv, lead: tuple, tag: str) -> list[str]:
     out = []
     obs_spaces = env.observation_space
-    if jax.tree.structure(ts.obs) != jax.tree.structure(obs_spaces, is_leaf=spaces.is_space):
+    # jaxlib ships no type stub for PyTreeDef: mypy sees no `!=` (here and below)
+    if jax.tree.structure(ts.obs) != jax.tree.structure(obs_spaces, is_leaf=spaces.is_space):  # type: ignore[operator]
         return [f"{tag}: obs structure {jax.tree.structure(ts.obs)} does not match observation_space"]
     for name in ("obs", "final_obs"):
         tree = getattr(ts, name)
-        if jax.tree.structure(tree) != jax.tree.structure(ts.obs):
+        if jax.tree.structure(tree) != jax.tree.structure(ts.obs):  # type: ignore[operator]
             out.append(f"{tag}: {name} structure differs from obs")
             continue
         for x, s in zip(jax.tree.leaves(tree), spaces.tree_spaces(obs_spaces)):
@@ -111,7 +114,7 @@ def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive:
 
     try:
         _, ts0 = jax.jit(env.reset)(key)
-    except Exception as e:  # noqa: BLE001 - any failure is the finding
+    except Exception as e:  # any failure is the finding
         raise EnvCheckError([f"reset does not run under jit: {type(e).__name__}: {e}"]) from e
     problems += _timestep_problems(ts0, env, lead, "reset")
 
@@ -119,7 +122,7 @@ def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive:
         state, _ = jax.jit(env.reset)(key)
         action = random_policy(env)(ts0.obs, ts0.action_mask, key)
         _, ts1 = jax.jit(env.step)(state, action, key)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise EnvCheckError(problems + [f"step does not run under jit: {type(e).__name__}: {e}"]) from e
     problems += _timestep_problems(ts1, env, lead, "step")
     problems += _structure_problems(ts0, ts1)
@@ -127,11 +130,12 @@ def check_env(env: Env | VecEnv, num_steps: int = 300, seed: int = 0, exclusive:
     run = jax.jit(lambda k: _random_rollout(env, k, num_steps))
     try:
         ts_reset, traj, actions = run(key)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise EnvCheckError(problems + [f"step does not run inside jit + lax.scan: {type(e).__name__}: {e}"]) from e
 
     for t in sorted({0, 1, num_steps // 2, num_steps - 1}):
-        problems += _timestep_problems(jax.tree.map(lambda x: x[t], traj), env, lead, f"step {t}")
+        step_t = jax.tree.map(lambda x: x[t], traj)  # noqa: B023 - called within its iteration
+        problems += _timestep_problems(step_t, env, lead, f"step {t}")
     problems = list(dict.fromkeys(problems))
 
     term, trunc = np.asarray(traj.terminated), np.asarray(traj.truncated)

@@ -49,20 +49,22 @@ class VecEnvWrapper(VecEnv):
     def _with_inner(self, state: Any, inner: Any) -> Any:
         return state.replace(inner=inner) if self.own_state else inner
 
+    # The wrapped env's values, read-only: VecEnv declares them as plain attributes, which envs set;
+    # nothing sets a wrapper's, so mypy's rule against read-only overrides is waived for these.
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return self.env.name
 
     @property
-    def host_callbacks(self) -> bool:
+    def host_callbacks(self) -> bool:  # type: ignore[override]
         return self.env.host_callbacks
 
     @property
-    def max_episode_steps(self) -> int | None:
+    def max_episode_steps(self) -> int | None:  # type: ignore[override]
         return self.env.max_episode_steps
 
     @property
-    def render_suffixes(self) -> tuple[str, ...]:
+    def render_suffixes(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.env.render_suffixes
 
     def observation(self, state, obs):
@@ -133,13 +135,13 @@ class RunningMoments:
     count: jax.Array  # () float32
 
     @classmethod
-    def create(cls, example: Any) -> "RunningMoments":
+    def create(cls, example: Any) -> RunningMoments:
         """Zero mean, unit variance, shaped like `example` (one sample, no batch axis)."""
         mean = jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), jnp.float32), example)
         var = jax.tree.map(lambda x: jnp.ones(jnp.shape(x), jnp.float32), example)
         return cls(mean, var, jnp.asarray(1e-4, jnp.float32))
 
-    def update(self, batch: Any) -> "RunningMoments":
+    def update(self, batch: Any) -> RunningMoments:
         """`batch` leaves have one leading batch axis over which moments are taken."""
         n = jax.tree.leaves(batch)[0].shape[0]
         total = self.count + n
