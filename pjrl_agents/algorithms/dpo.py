@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.algorithms.contract import Algorithm, Hints
 from pjrl_agents.config import check_settings, intervals, make_config
 from pjrl_envs.core import VecEnv
 
@@ -68,9 +68,9 @@ def objective(ratio, log_ratio, adv, alpha, beta) -> jax.Array:
 class DPO(ppo.PPO):
     """PPO's agent with DPO's objective."""
 
-    def __init__(self, config: DPOConfig, env: VecEnv, axis_name: str | None = None):
+    def __init__(self, config: DPOConfig, env: VecEnv, axis_name: str | None = None, hints: Hints = Hints()):
         validate(config, env)
-        super().__init__(config, env, axis_name)
+        super().__init__(config, env, axis_name, hints)
 
     def objective(self, hp: DPOConfig):
         return lambda ratio, log_ratio, adv: objective(ratio, log_ratio, adv, hp.alpha, hp.beta)

@@ -28,8 +28,7 @@ import optax
 from flax import struct
 from flax.linen.initializers import constant
 
-from pjrl_agents.run import xla_cpu
-from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.algorithms.contract import Agent, Algorithm, Hints
 from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, update_metrics, wrap_env
 from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
 from pjrl_agents.algorithms.shared import make_train as _make_train
@@ -321,7 +320,7 @@ def q_loss(params, apply_fn, obs, action, target, loss: str):
 # ---------------------------------------------------------------- training
 
 
-class DQN:
+class DQN(Agent):
     """`init(key, config) -> DQNState` and `update(state) -> (state, metrics)` for one seed.
 
     An update collects `num_steps` steps from every env into the buffer, then,
@@ -330,21 +329,22 @@ class DQN:
     observations with the target network in one pass, and takes the gradient
     steps one after another. The target network follows when an interval is due.
 
-    Where XLA runs independent kernels side by side (a CPU with the concurrency-optimised
-    scheduler on, which `plan` turns on from `ALGORITHM.concurrent_runs`, 16, runs a device),
-    each gradient step values its own batch's next observations instead (`value_in_step`), so
+    Where XLA runs independent kernels side by side (`hints.kernels_side_by_side`: a CPU with the
+    concurrency-optimised scheduler on, which the run layer turns on from `ALGORITHM.concurrent_runs`,
+    16, runs a device), each gradient step values its own batch's next observations instead (`value_in_step`), so
     that the target network's forward pass runs beside the gradient: 16 CartPole seeds on one
     CPU device train 12-20 % faster so; with kernels in sequence one pass is faster. The same
     parameters either way (bit for bit after 150 CartPole updates, with and without double-Q).
     """
 
+    learned = ("params", "target_params", "opt_state")
     holds_keys = True
     """A program of one unbatched run lowers best with `pjrl_envs.prng.held()`: an update derives
     many keys, and with each hash in a kernel of its own one CartPole seed's training compiles in
     3.6 s instead of 4.9 s (the same bits, the same run time); vmapped seeds compile slower held
     (16: 5.3 s against 4.6 s)."""
 
-    def __init__(self, config: DQNConfig, env: VecEnv, axis_name: str | None = None):
+    def __init__(self, config: DQNConfig, env: VecEnv, axis_name: str | None = None, hints: Hints = Hints()):
         if axis_name is not None:
             raise ConfigError("DQN cannot split one seed's envs over devices; use --num-seeds N (seeds split "
                               "over devices) or --devices 1")
@@ -365,7 +365,7 @@ class DQN:
         self.num_updates = config.num_updates
         self.steps_per_update = config.steps_per_update
         # the target network values each batch inside its gradient step, not an update's batches in one pass
-        self.value_in_step = xla_cpu.cpu_kernels_side_by_side()
+        self.value_in_step = hints.kernels_side_by_side
 
     def init(self, key: jax.Array, config: DQNConfig | None = None) -> DQNState:
         config = self.config if config is None else config

@@ -25,7 +25,7 @@ import numpy as np
 from flax import struct
 
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.algorithms.contract import Algorithm, Hints
 from pjrl_agents.config import ConfigError, check_settings, make_config, static
 from pjrl_envs.core import VecEnv
 
@@ -106,8 +106,9 @@ def validate(config: LPOConfig, env: VecEnv | None = None) -> None:
 class LPO(ppo.PPO):
     """PPO's agent with a learned drift. `theta` (possibly traced, for evolution) overrides the config's."""
 
-    def __init__(self, config: LPOConfig, env: VecEnv, axis_name: str | None = None, theta=None):
-        super().__init__(config, env, axis_name)
+    def __init__(self, config: LPOConfig, env: VecEnv, axis_name: str | None = None, hints: Hints = Hints(),
+                 theta=None):
+        super().__init__(config, env, axis_name, hints)
         self.theta = load_theta(config.objective) if theta is None else theta
 
     def objective(self, hp):

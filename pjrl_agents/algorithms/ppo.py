@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pjrl_agents.algorithms.contract import Algorithm
+from pjrl_agents.algorithms.contract import Agent, Algorithm, Hints
 from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, permutation, update_metrics, wrap_env
 from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
 from pjrl_agents.algorithms.shared import make_train as _make_train
@@ -287,7 +287,7 @@ def ppo_loss(params, apply_fn, dist, batch: Batch, clip_eps, vf_coef, ent_coef, 
 # ---------------------------------------------------------------- training
 
 
-class PPO:
+class PPO(Agent):
     """`init(key, config) -> PPOState` and `update(state) -> (state, metrics)` for one seed.
 
     Built once per (static config, env); both are pure, so they jit, scan and vmap.
@@ -297,7 +297,7 @@ class PPO:
     each device draws its own env and action randomness.
     """
 
-    def __init__(self, config: PPOConfig, env: VecEnv, axis_name: str | None = None):
+    def __init__(self, config: PPOConfig, env: VecEnv, axis_name: str | None = None, hints: Hints = Hints()):
         validate(config, env)
         self.config = config
         self.axis_name = axis_name

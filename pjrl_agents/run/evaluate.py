@@ -73,7 +73,7 @@ def _ended(before, action, after, ts):
 def agent_policy(agent, params, deterministic: bool) -> tuple[Callable, Any]:
     """`(policy, memory)` for `pjrl_envs.rollout`: the agent's greedy or sampled policy, and its initial
     memory for the agent's envs (None for an agent without memory)."""
-    memory = getattr(agent, "initial_memory", lambda n: None)(agent.env.num_envs)
+    memory = agent.initial_memory(agent.env.num_envs)
     if memory is None:
         return (lambda obs, mask, key: agent.act(params, obs, mask, None if deterministic else key)), None
     return (lambda obs, mask, key, mem: agent.act(params, obs, mask, None if deterministic else key, mem)), memory
@@ -101,7 +101,7 @@ class Evaluator:
     def __init__(self, agent, chunk: int = 500):
         self.agent, self.chunk = agent, chunk
         env = agent.env
-        self.memory = memory = getattr(agent, "initial_memory", lambda n: None)(env.num_envs)
+        self.memory = memory = agent.initial_memory(env.num_envs)
 
         def first(trained, key):
             key, reset_key = jax.random.split(key)

@@ -10,6 +10,7 @@ The spec itself (`RunSpec`, run.json) is `pjrl_agents.run.spec`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +20,8 @@ import jax.numpy as jnp
 
 import pjrl_envs
 from pjrl_agents import algorithms
-from pjrl_agents.run import devices
+from pjrl_agents.algorithms.contract import Hints, check_agent, check_state
+from pjrl_agents.run import devices, xla_cpu
 from pjrl_agents.run.checkpoint import CheckpointError, Checkpointer, has_checkpoint
 from pjrl_agents.config import MAX_SIZE, ConfigError, stack_configs
 from pjrl_agents.run.spec import RunSpec, parse_sweep, read_run
@@ -64,11 +66,17 @@ class Experiment:
         keys = jnp.tile(jax.random.split(jax.random.PRNGKey(self.spec.seed), n), (len(self.members), 1))
         return self.plan.put(keys, configs)
 
+    @functools.cached_property
+    def init_fn(self) -> Callable:
+        """`init(keys, configs)` of every run, jitted over the plan (each device loops over its runs)."""
+        return self.plan.jit(self.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
+
     def abstract_state(self) -> Any:
-        """The state of every run as shapes (sharded as the plan lays it out), computed without running anything."""
-        keys, configs = self.inputs()
-        init = self.plan.jit(self.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
-        return jax.eval_shape(init, keys, configs)
+        """The state of every run as shapes (sharded as the plan lays it out), computed without running anything;
+        ContractError where the agent's state lacks a field the run machinery reads."""
+        state = jax.eval_shape(self.init_fn, *self.inputs())
+        check_state(state, self.agent, self.algorithm.name)
+        return state
 
     def restore(self, run_dir: str | Path, update: int | None = None,
                 warn: Callable[[str], None] | None = None) -> tuple[int, Any]:
@@ -98,8 +106,7 @@ class Experiment:
                               f"x {self.spec.num_seeds} seed(s), numbered from 0")
         index = (member * self.spec.num_seeds + seed) * self.plan.env_share
         row = jax.tree.map(lambda x: x[index], state)
-        params = getattr(row, "params", None)
-        if params is not None and not bool(all_finite(params)):
+        if not bool(all_finite(row.params)):
             raise CheckpointError(f"member {member}, seed {seed}: the checkpoint's parameters are not finite "
                                   "(the run diverged); train again with a lower lr or a max_grad_norm")
         return row
@@ -134,7 +141,8 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
                                         algorithm.splits_envs)
     else:
         plan = devices.plan(spec.devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs,
-                                gathers=spec.pbt is not None, concurrent_runs=algorithm.concurrent_runs)
+                                gathers=spec.pbt is not None,
+                                concurrent_runs=algorithm.concurrent_runs or xla_cpu.CONCURRENT_RUNS)
     if spec.pbt is not None:
         from pjrl_agents.search.pbt import PBT
         if not isinstance(spec.pbt, dict):
@@ -153,7 +161,9 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
                               f"each): {e}") from None
     env = pjrl_envs.make(spec.env, num_envs=local.num_envs, **spec.env_options)
     plan.check_env(env)
-    agent = algorithm.make_agent(local, env, axis_name=plan.axis_name)
+    hints = Hints(kernels_side_by_side=xla_cpu.cpu_kernels_side_by_side())
+    agent = algorithm.make_agent(local, env, axis_name=plan.axis_name, hints=hints)
+    check_agent(agent, algorithm.name)
     return Experiment(spec, algorithm, config, members, plan, env, agent)
 
 

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pjrl_agents.algorithms.contract import EPISODE_METRICS, check_metrics
 from pjrl_agents.run import evaluate
 from pjrl_agents.search import pbt
 from pjrl_agents.run import processes
@@ -44,8 +45,6 @@ from pjrl_envs import prng
 PBT_STREAM = 0x706274  # 'pbt': folded into the run's root key for the exploit/explore draws
 
 MIN_FREE_BYTES = 64 << 20
-EPISODE_METRICS = ("episode_return", "episode_length", "episodes")
-"""metrics that may be NaN in a healthy run (no episode ended yet); any other non-finite metric is divergence"""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -185,16 +184,17 @@ class Run:
         # meanwhile takes effect once XLA returns: nothing is lost, run.json allows --resume.
         t0 = time.perf_counter()
         keys, configs = ex.inputs()
-        init_fn = ex.plan.jit(ex.agent.init, in_axes=(0, 0), one_run_at_a_time=True)
+        init_fn = ex.init_fn
         # init runs once: lowered with JAX's looped Threefry where that compiles faster (one run, unbatched:
         # CartPole DQN 2.0 -> 1.1 s; batched it compiles slower), the same bits
         unbatched = ex.num_runs == 1 and ex.plan.mesh is None  # one run, traced without vmap
         with prng.looped() if unbatched else contextlib.nullcontext():
             init_program = init_fn.lower(keys, configs)
-        state_shape = jax.eval_shape(init_fn, keys, configs)
+        state_shape = ex.abstract_state()  # refuses a state that breaks the agent contract
         shared = ex.member_configs()[0] if len(ex.members) == 1 and population is None else None
         with chunk_lowering(ex.agent, unbatched):
-            chunk_program = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared), in_axes=(0, None, None),
+            chunk_program = ex.plan.jit(_chunk_fn(ex.agent, pace.longest, shared, ex.algorithm.name),
+                                        in_axes=(0, None, None),
                                         metrics=True).lower(state_shape, 0, 0)
         with ThreadPoolExecutor(1) as pool:  # the two programs compile side by side
             compiling_init = pool.submit(init_program.compile)
@@ -360,7 +360,8 @@ class Run:
         if self._pbt_step is None:
             bounds = pbt.upper_bounds(population.perturb, ex.algorithm.ranges)
             self._pbt_step = jax.jit(lambda s, sc, k: pbt.exploit_explore(
-                s, sc, k, population.fraction, population.perturb, population.factors, bounds))
+                s, sc, k, population.fraction, population.perturb, population.factors, bounds,
+                learned=ex.agent.learned))
         key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(spec.seed), PBT_STREAM), update)
         before = state
         state, parents, _ = self._pbt_step(state, jnp.asarray(scores, jnp.float32), key)
@@ -489,7 +490,7 @@ class Run:
 def chunk_lowering(agent, unbatched: bool):
     """The context a training program of `agent` is lowered in: `prng.held()` for one unbatched run of an
     agent that asks for it (`holds_keys`; one CartPole DQN seed compiles 4.9 -> 3.6 s), else none."""
-    return prng.held() if unbatched and getattr(agent, "holds_keys", False) else contextlib.nullcontext()
+    return prng.held() if unbatched and agent.holds_keys else contextlib.nullcontext()
 
 
 class _Pace:
@@ -574,7 +575,7 @@ class _Recorder:
         self._thread.join()
 
 
-def _chunk_fn(agent, chunk_len: int, config=None):
+def _chunk_fn(agent, chunk_len: int, config=None, algorithm: str = "the agent"):
     """`(state, first, end) -> (state, metrics (chunk_len,))`: updates `first+1 .. end`; the rest are skipped.
 
     The metrics also hold `_finite`: whether every parameter is finite after each update.
@@ -582,20 +583,19 @@ def _chunk_fn(agent, chunk_len: int, config=None):
     state itself, so that XLA folds it and `lax.cond`s on it stay conds under `vmap`
     (DQN's learning start: 16 seeds 14.1 -> 12.9 s, as fast as `make_train`): a state's
     `update` (updates done) is the chunk's update index, and `config`, given when every
-    run trains with the same one (no sweep, no PBT), replaces `state.config` (a NamedTuple
-    state's fields; the state keeps its own).
+    run trains with the same one (no sweep, no PBT), replaces `state.config` for the update (the
+    state keeps its own). Metrics that break the agent contract are refused as it is traced.
     """
     def update(state, i):
-        fields = getattr(state, "_fields", ())
-        if "update" in fields:
-            state = state._replace(update=i.astype(state.update.dtype))
-        own = state.config if config is not None and "config" in fields else None
-        if own is not None:
+        state = state._replace(update=i.astype(state.update.dtype))
+        own = state.config
+        if config is not None:
             state = state._replace(config=jax.tree.map(lambda c, x: jnp.asarray(c, x.dtype), config, own))
         state, metrics = agent.update(state)
-        if own is not None:
+        check_metrics(metrics, algorithm)
+        if config is not None:
             state = state._replace(config=own)
-        return state, {**metrics, "_finite": all_finite(getattr(state, "params", state))}
+        return state, {**metrics, "_finite": all_finite(state.params)}
 
     def run_chunk(state, first, end):
         metric_shape = jax.eval_shape(lambda s: update(s, jnp.int32(0))[1], state)

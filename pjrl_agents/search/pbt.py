@@ -3,9 +3,10 @@
 Every run of a run spec (each seed of each sweep member) is a member of the
 population, and each carries its hyperparameters as traced numbers in its state.
 Every `every` updates, between two chunks, the runner ranks the members by their
-mean training return over those updates; the worst `fraction` copy the parameters
-and optimiser state of members drawn from the best `fraction` (exploit), take
-their hyperparameters, and multiply each perturbed one by a factor drawn from
+mean training return over those updates; the worst `fraction` copy the learned
+state (the fields the agent declares in `Agent.learned`: parameters, optimiser
+states) of members drawn from the best `fraction` (exploit), take their
+hyperparameters, and multiply each perturbed one by a factor drawn from
 `factors` (explore). The step is one jitted function of the whole population's
 state, so nothing recompiles and the members keep training in the same call.
 
@@ -26,10 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pjrl_agents.algorithms.contract import Agent
 from pjrl_agents.config import ConfigError, Interval, numeric_fields
 
-COPIED = ("params", "target_params", "opt_state")
-"""the state fields a member copies from its parent: the agent, not its envs, RNG or counters"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +78,12 @@ def upper_bounds(perturb: tuple, ranges: dict[str, Interval]) -> dict[str, float
 
 
 def exploit_explore(state: Any, scores: jax.Array, key: jax.Array, fraction: float, perturb: tuple,
-                    factors: tuple, bounds: dict[str, float] | None = None) -> tuple[Any, jax.Array, jax.Array]:
+                    factors: tuple, bounds: dict[str, float] | None = None,
+                    learned: tuple[str, ...] = Agent.learned) -> tuple[Any, jax.Array, jax.Array]:
     """One PBT step of a population's state (leaves `(N, ...)`): `(state, parents (N,), multipliers (N, P))`.
 
-    The `floor(N * fraction)` lowest `scores` (NaN counts as lowest) each copy `COPIED` and the config of a
+    The `floor(N * fraction)` lowest `scores` (NaN counts as lowest) each copy the `learned` fields (the
+    agent's `Agent.learned`: everything it learned, not its envs, keys or counters) and the config of a
     parent drawn uniformly from the same number of highest, then multiply each setting of `perturb` by a
     factor drawn from `factors` (clipped to `bounds`). Everyone else is their own parent, with multipliers 1.
     Jittable; `fraction`, `perturb`, `factors` and `bounds` are static.
@@ -98,7 +100,7 @@ def exploit_explore(state: Any, scores: jax.Array, key: jax.Array, fraction: flo
     multipliers = jnp.where(replaced[:, None], drawn, 1.0)
 
     take = lambda tree: jax.tree.map(lambda x: x[parents], tree)  # noqa: E731
-    new = {name: take(getattr(state, name)) for name in COPIED if getattr(state, name, None) is not None}
+    new = {name: take(getattr(state, name)) for name in learned}
     config = take(state.config)
     changed = {}
     for i, name in enumerate(perturb):

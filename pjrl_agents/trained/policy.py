@@ -37,7 +37,7 @@ class Policy:
         self.env = agent.env
         self.observation_space = self.env.unwrapped.observation_space
         self.action_space = self.env.action_space
-        self.recurrent = getattr(agent, "recurrent", False)
+        self.recurrent = agent.recurrent
         self.memory = None
         self._act = jax.jit(self._batched_act)
 
