@@ -166,7 +166,7 @@ class A2C(Agent):
 
         targets = returns_from(self._value(state.critic_params, obs))
 
-        over_time = lambda f, *args: jax.vmap(f, in_axes=(None,) + (0,) * (len(args) - 1))(*args)  # noqa: E731
+        over_time = lambda f, *args: jax.vmap(f, in_axes=(None,) + (0,) * (len(args) - 1))(*args)
 
         def critic_loss(critic_params):
             return 0.5 * jnp.mean((over_time(self._value, critic_params, b_obs) - targets) ** 2)
