@@ -63,7 +63,7 @@ class Program:
 
     def __init__(self, fn, *args, lowering=None):
         self.fn, self.args, self.compiled, self.out = fn, args, None, None
-        self.lowering = lowering or contextlib.nullcontext  # e.g. `runner.chunk_lowering`, as the runner lowers
+        self.lowering = lowering or contextlib.nullcontext  # e.g. `loop.chunk_lowering`, as the runner lowers
 
     def compile(self) -> float:
         jax.clear_caches()

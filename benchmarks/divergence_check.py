@@ -2,7 +2,7 @@
 
     python benchmarks/divergence_check.py [--repeats 7]
 
-The runner's chunk (`runner._chunk_fn`) reports whether every parameter is
+The runner's chunk (`loop.chunk_fn`) reports whether every parameter is
 finite at its end (the losses, checked on the host, catch the rest). This times the same vmapped scan of all
 updates with that check and without it (the same chunk less the check), for PPO and DQN on
 gymnax CartPole-v1, 1 and 16 seeds, runs interleaved (A B A B ...) so load
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from pjrl_agents import algorithms
 from pjrl_agents.run.experiment import build
-from pjrl_agents.run.runner import _chunk_fn
+from pjrl_agents.run.loop import chunk_fn
 from pjrl_agents.run.spec import RunSpec
 
 
@@ -43,7 +43,7 @@ def bench(algo: str, seeds: int, steps: int, repeats: int) -> dict:
     state = jax.jit(jax.vmap(ex.agent.init))(keys, configs)
     n = ex.num_updates
     fns = {}
-    for name, make in (("plain", plain_chunk), ("checked", _chunk_fn)):
+    for name, make in (("plain", plain_chunk), ("checked", chunk_fn)):
         fn = jax.jit(jax.vmap(make(ex.agent, n), in_axes=(0, None, None)))
         fns[name] = fn.lower(state, 0, n).compile()
     times = {name: [] for name in fns}

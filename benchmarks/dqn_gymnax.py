@@ -42,7 +42,7 @@ from benchmarks.common import (
 )
 from pjrl_agents.algorithms import dqn
 from pjrl_agents.numeric import final_returns
-from pjrl_agents.run import runner, xla_cpu
+from pjrl_agents.run import loop, xla_cpu
 
 ENV = "gymnax:CartPole-v1"
 
@@ -51,7 +51,7 @@ def program(config: dqn.DQNConfig, num_seeds: int, cores: bool = False) -> Progr
     """The training of `num_seeds` seeds on one device, or (`cores`) split over the devices."""
     env = pjrl_envs.make(ENV, num_envs=config.num_envs)
     fn, keys = seeds_program(dqn.make_train(config, env), jax.random.split(jax.random.PRNGKey(0), num_seeds), cores)
-    return Program(fn, keys, lowering=functools.partial(runner.chunk_lowering, dqn.DQN, num_seeds == 1))
+    return Program(fn, keys, lowering=functools.partial(loop.chunk_lowering, dqn.DQN, num_seeds == 1))
 
 
 def main() -> None:

@@ -41,3 +41,13 @@ def final_returns(episode_return: np.ndarray) -> np.ndarray:
     tail = np.asarray(episode_return, np.float64)[:, -max(1, episode_return.shape[1] // FINAL_WINDOW):]
     seen = np.isfinite(tail)
     return np.where(seen.any(1), np.where(seen, tail, 0.0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
+
+
+def run_index(member: int, seed: int, num_seeds: int) -> int:
+    """Runs are laid out member-major: run r is seed r % num_seeds of sweep member r // num_seeds."""
+    return member * num_seeds + seed
+
+
+def member_seed(run: int, num_seeds: int) -> tuple[int, int]:
+    """`(member, seed)` of run `run` (see `run_index`)."""
+    return run // num_seeds, run % num_seeds

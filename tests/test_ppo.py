@@ -10,7 +10,7 @@ from pjrl_agents.algorithms import ppo
 from pjrl_agents.algorithms.shared import permutation
 from pjrl_agents.config import ConfigError
 from pjrl_agents.algorithms.distributions import Categorical
-from pjrl_agents.run.runner import final_returns
+from pjrl_agents.numeric import final_returns
 
 
 def test_gae_by_hand():
@@ -122,6 +122,7 @@ def test_critic_after_the_rollout_gives_the_per_step_numbers():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cartpole_learns_far_beyond_random():
     config = ppo.PPOConfig(total_timesteps=150_000)
     env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=config.num_envs)
@@ -151,6 +152,7 @@ def test_box_actions_of_any_shape_reach_the_env_in_that_shape():
     assert agent.act(state.params, obs, None).shape == (3, 2, 3)
 
 
+@pytest.mark.slow
 def test_continuous_actions_learn_on_pendulum():
     config = ppo.default_config("gymnax:Pendulum-v1", total_timesteps=300_000)
     env = pjrl_envs.make("gymnax:Pendulum-v1", num_envs=config.num_envs)

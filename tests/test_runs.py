@@ -3,18 +3,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from pjrl_agents import cli
+from tests import shared_run
 
 pytestmark = pytest.mark.xdist_group("runs")
 
-TRAIN = [sys.executable, "-m", "pjrl_agents.cli", "train", "--quiet"]
-SMALL = ["--total-timesteps", "40960", "--num-seeds", "2"]  # 80 updates of 512 steps
+TRAIN = shared_run.TRAIN
 
 
 def _run(args, **kw):
@@ -33,12 +32,10 @@ def _wait_for_checkpoint(out: Path, proc, timeout=240):
     raise AssertionError("no checkpoint appeared")
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "whole"
-    res = _run(TRAIN + SMALL + ["--checkpoint-every", "2", "--eval-every", "20", "--out", str(out)])
-    assert res.returncode == 0, res.stderr
-    return out
+@pytest.fixture
+def uninterrupted(finished_run):
+    """The shared finished run (tests/shared_run.py): 2 seeds, 80 updates, evaluations every 20."""
+    return finished_run
 
 
 def test_run_directory_contents(uninterrupted):
@@ -62,8 +59,8 @@ def test_tensorboard_events_load_with_tensorboards_reader(uninterrupted):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(uninterrupted, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen(TRAIN + SMALL + ["--checkpoint-every", "2", "--eval-every", "20", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(TRAIN + shared_run.ARGV + ["--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(out, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -113,10 +110,8 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path):
     assert os.listdir(tmp_path) == []  # nothing written
 
 
-def test_no_readable_checkpoint_is_a_clear_error(uninterrupted, tmp_path):
-    import shutil
-    out = tmp_path / "copy"
-    shutil.copytree(uninterrupted, out)
+def test_no_readable_checkpoint_is_a_clear_error(finished_run_copy):
+    out = finished_run_copy
     (out / "summary.json").unlink()  # as if killed before it finished
     for f in (out / "checkpoints").rglob("*"):
         if f.is_file():
@@ -165,7 +160,8 @@ def test_eval_and_plot(uninterrupted, tmp_path, capsys):
     # the evaluations during training went to eval.jsonl and TensorBoard
     rows = [json.loads(line) for line in (uninterrupted / "eval.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [20, 20, 40, 40, 60, 60, 80, 80]
-    assert all(0 < r["greedy_return"] <= 500 and r["greedy_length"] == r["greedy_return"] for r in rows)
+    limit = shared_run.MAX_EPISODE_STEPS  # the run's --env-option
+    assert all(0 < r["greedy_return"] <= limit and r["greedy_length"] == r["greedy_return"] for r in rows)
     png = tmp_path / "curves.png"
     assert cli.main(["plot", str(uninterrupted), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -207,15 +203,15 @@ def test_sinks_write_what_tensorboard_and_json_read_back(tmp_path):
 
 
 def test_chunks_stretch_to_a_second_between_their_planned_length_and_25_times_it(monkeypatch):
-    from pjrl_agents.run import runner
-    pace = runner._Pace.for_run(1000, 50, (0, 0, None))
+    from pjrl_agents.run import loop
+    pace = loop.Pace.for_run(1000, 50, (0, 0, None))
     assert (pace.shortest, pace.longest) == (20, 500)
-    assert runner._Pace.for_run(195, 50, (0, 0, None)).longest == 100
-    assert (runner._Pace.for_run(195, 1, (0, 0, None)).shortest, runner._Pace.for_run(195, 1, (0,)).longest) == (195, 195)
-    assert (runner._Pace.for_run(195, 50, (8, 0, None)).shortest, runner._Pace.for_run(195, 50, (8,)).longest) == (4, 8)
-    assert (runner._Pace.for_run(1000, 50, (0, 30, 10)).shortest, runner._Pace.for_run(1000, 50, (0, 30)).longest) == (10, 30)
+    assert loop.Pace.for_run(195, 50, (0, 0, None)).longest == 100
+    assert (loop.Pace.for_run(195, 1, (0, 0, None)).shortest, loop.Pace.for_run(195, 1, (0,)).longest) == (195, 195)
+    assert (loop.Pace.for_run(195, 50, (8, 0, None)).shortest, loop.Pace.for_run(195, 50, (8,)).longest) == (4, 8)
+    assert (loop.Pace.for_run(1000, 50, (0, 30, 10)).shortest, loop.Pace.for_run(1000, 50, (0, 30)).longest) == (10, 30)
     clock = iter([0.0, 0.01, 0.02, 2.04, 2.05, 15.0, 10.0])
-    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
     assert pace.length() == 20
     pace.dispatched(20)  # at 0.0
     pace.dispatched(20)  # at 0.01, queued behind the first
@@ -226,8 +222,8 @@ def test_chunks_stretch_to_a_second_between_their_planned_length_and_25_times_it
     pace.dispatched(20)  # at 2.05, after an idle gap (a checkpoint) that is not counted
     pace.finished()  # at 15.0: 0.65 s an update
     assert pace.length() == 20
-    monkeypatch.setattr(runner.jax, "process_count", lambda: 2)  # processes keep to the planned length
-    assert runner._Pace.for_run(195, 50, (0,)).longest == 4
+    monkeypatch.setattr(loop.jax, "process_count", lambda: 2)  # processes keep to the planned length
+    assert loop.Pace.for_run(195, 50, (0,)).longest == 4
 
 
 def test_a_chunk_keeps_what_every_run_shares_unbatched():
@@ -235,7 +231,7 @@ def test_a_chunk_keeps_what_every_run_shares_unbatched():
     one config, its numbers are shared); vmapped as the state comes in, it would be a select."""
     import jax
     import jax.extend
-    from pjrl_agents.run import runner
+    from pjrl_agents.run import loop
     from pjrl_agents.run.spec import RunSpec
     from pjrl_agents.run.experiment import build
 
@@ -250,6 +246,6 @@ def test_a_chunk_keeps_what_every_run_shares_unbatched():
     ex = build(RunSpec(algo="dqn", num_seeds=2, devices=1, settings={"total_timesteps": 2000, "learning_starts": 500}))
     state = ex.abstract_state()
     batched = conds(jax.make_jaxpr(jax.vmap(ex.agent.update))(state).jaxpr)
-    chunk = runner._chunk_fn(ex.agent, 1, ex.member_configs()[0])
+    chunk = loop.chunk_fn(ex.agent, 1, ex.member_configs()[0])
     shared = conds(jax.make_jaxpr(jax.vmap(chunk, in_axes=(0, None, None)))(state, 0, 1).jaxpr)
     assert shared == batched + 2  # the chunk's skip, and the learning start

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,8 +23,9 @@ from pjrl_agents.algorithms.contract import Hints, check_agent, check_state
 from pjrl_agents.run import devices, xla_cpu
 from pjrl_agents.run.checkpoint import CheckpointError, Checkpointer, has_checkpoint
 from pjrl_agents.config import MAX_SIZE, ConfigError, stack_configs
-from pjrl_agents.run.spec import RunSpec, parse_sweep, read_run
-from pjrl_agents.numeric import all_finite
+from pjrl_agents.run.spec import RunSpec, check_seed, parse_sweep, read_run
+from pjrl_agents.numeric import all_finite, run_index
+from pjrl_agents.run.rundir import read_summary
 
 
 @dataclasses.dataclass
@@ -83,7 +83,7 @@ class Experiment:
         """`(update, state)` of a checkpoint of `run_dir` (default: the newest readable one; `warn` is told
         of any newer one passed over)."""
         if not has_checkpoint(run_dir):
-            diverged = _read_summary(run_dir).get("diverged")
+            diverged = read_summary(run_dir).get("diverged")
             if diverged:
                 raise CheckpointError(f"{run_dir} diverged at update {diverged['update']}, before its first "
                                       "checkpoint: train it again with a lower lr or a max_grad_norm")
@@ -104,7 +104,7 @@ class Experiment:
         if not 0 <= member < len(self.members) or not 0 <= seed < self.spec.num_seeds:
             raise ConfigError(f"member {member}, seed {seed}: the run has {len(self.members)} member(s) "
                               f"x {self.spec.num_seeds} seed(s), numbered from 0")
-        index = (member * self.spec.num_seeds + seed) * self.plan.env_share
+        index = run_index(member, seed, self.spec.num_seeds) * self.plan.env_share
         row = jax.tree.map(lambda x: x[index], state)
         if not bool(all_finite(row.params)):
             raise CheckpointError(f"member {member}, seed {seed}: the checkpoint's parameters are not finite "
@@ -120,11 +120,11 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     """
     for name, low, high in (("num_seeds", 1, MAX_SIZE), ("chunks", 1, MAX_SIZE), ("checkpoint_every", 0, MAX_SIZE),
                             ("eval_episodes", 0, 100_000),
-                            ("eval_every", 0, MAX_SIZE), ("seed", 0, 2**32 - 1)):
+                            ("eval_every", 0, MAX_SIZE)):
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ConfigError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}"
-                              + (" (keys are made from 32 bits of it)" if name == "seed" else ""))
+            raise ConfigError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}")
+    check_seed(spec.seed)
     if spec.eval_every and not spec.eval_episodes:
         raise ConfigError(f"eval_every {spec.eval_every} evaluates nothing with eval_episodes 0: set --eval-episodes N")
     if spec.devices is not None and (not isinstance(spec.devices, int) or isinstance(spec.devices, bool)
@@ -174,12 +174,3 @@ def load(run_dir: str | Path, warn: Callable[[str], None] | None = None) -> tupl
     experiment = build(spec, for_restore=True)
     _, state = experiment.restore(run_dir, warn=warn)
     return experiment, state
-
-
-def _read_summary(run_dir: str | Path) -> dict:
-    """A run's summary.json, or {} where there is none (or it cannot be read)."""
-    try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}

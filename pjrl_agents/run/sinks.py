@@ -1,8 +1,15 @@
-"""Where metrics go while a run trains: console, JSONL/CSV files, TensorBoard, Weights & Biases.
+"""Where rows go while a run trains: console, JSONL/CSV files, TensorBoard, Weights & Biases.
 
-Each sink receives, after every chunk of updates, `log(rows)`: one dict per
-(run, update) with `member`, `seed`, `update`, `step` and the metric scalars,
-plus the mean over seeds of each member as rows with `seed = "mean"`.
+Every sink is a `Sink`: `log(rows, stream)` and `close()`. A row is a dict with
+`member`, `seed`, `update`, `step` and scalars; `stream` says which rows they are:
+
+    "metrics"  after every chunk: one row per (run, update) of the training metrics, plus the mean over
+               seeds of each member as rows with `seed = "mean"`
+    "eval"     at every --eval-every boundary: one row per run of the evaluation (and the means)
+    "pbt"      at every exploit/explore step: one row per member: score, parent run, perturbed settings
+
+Sinks live in process 0 only; `open_sinks` makes the ones a run spec asks for (a new sink is a class
+here and a line there).
 """
 from __future__ import annotations
 
@@ -14,12 +21,31 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from pjrl_agents.numeric import member_seed, nanmean, strict_json
+from pjrl_agents.run.rundir import append_jsonl, read_jsonl
+
 ROW_KEYS = ("member", "seed", "update", "step")
 """the keys of a row that say which run and update it is; the others are metrics"""
+
+STREAMS = ("metrics", "eval", "pbt")
+
+
+class Sink(Protocol):
+    """Takes the rows of a run as it trains (see the module docstring)."""
+
+    def log(self, rows: list[dict], stream: str = "metrics") -> None: ...
+
+    def close(self) -> None: ...
+
+
+def row_of(run: int, update: int, num_seeds: int, steps_per_update: int) -> dict:
+    """The keys that say which run (member-major, `numeric.member_seed`) and update a row is."""
+    member, seed = member_seed(run, num_seeds)
+    return {"member": member, "seed": seed, "update": update, "step": update * steps_per_update}
 
 
 def chunk_rows(metrics: dict[str, np.ndarray], first_update: int, steps_per_update: int,
@@ -30,9 +56,7 @@ def chunk_rows(metrics: dict[str, np.ndarray], first_update: int, steps_per_upda
     rows = []
     for r in range(runs):
         for u in range(n):
-            update = first_update + u + 1
-            row = {"member": r // num_seeds, "seed": r % num_seeds, "update": update,
-                   "step": update * steps_per_update}
+            row = row_of(r, first_update + u + 1, num_seeds, steps_per_update)
             row.update({k: float(metrics[k][r, u]) for k in names})
             rows.append(row)
     return rows
@@ -54,9 +78,11 @@ def mean_rows(rows: list[dict]) -> list[dict]:
 
 
 class FileSink:
-    """`metrics.jsonl` and `metrics.csv`, appended as the run goes (one row per update per seed)."""
+    """`metrics.jsonl` and `metrics.csv`, appended as the run goes (one row per update per seed);
+    `eval.jsonl` and `pbt.jsonl` for the other streams."""
 
     def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
         self.jsonl = open(run_dir / "metrics.jsonl", "a")
         self.csv_path = run_dir / "metrics.csv"
         self._csv = None
@@ -64,7 +90,10 @@ class FileSink:
         self._fields: list[str] = []
         self._field_set: frozenset = frozenset()
 
-    def log(self, rows: list[dict]) -> None:
+    def log(self, rows: list[dict], stream: str = "metrics") -> None:
+        if stream != "metrics":
+            append_jsonl(self.run_dir / f"{stream}.jsonl", [r for r in rows if r["seed"] != "mean"])
+            return
         lines, dumps = [], json.dumps
         for row in rows:
             if row["seed"] == "mean":
@@ -72,7 +101,7 @@ class FileSink:
             # strict JSON: a value not yet defined (no episode ended) or non-finite is written null
             line = dumps(row)
             if "NaN" in line or "Infinity" in line:
-                line = dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in row.items()})
+                line = dumps(strict_json(row))
             lines.append(line)
             if self._writer is None:
                 fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
@@ -130,7 +159,8 @@ class TensorBoardSink:
         header = _U64(len(data))
         return header + _U32(_masked(self._crc(header))) + data + _U32(_masked(self._crc(data)))
 
-    def log(self, rows: list[dict]) -> None:
+    def log(self, rows: list[dict], stream: str = "metrics") -> None:
+        rows = _streamed(rows, stream)
         isfinite, by_step = math.isfinite, {}
         keys = names = None
         for row in rows:
@@ -190,17 +220,19 @@ def _masked(crc: int) -> int:
 class WandbSink:
     """Weights & Biases; `WANDB_MODE=offline` writes a local run with no network."""
 
-    def __init__(self, run_dir: Path, config: dict, project: str, entity: str | None, group: str | None,
-                 name: str, resume_id: str | None = None):
+    def __init__(self, run_dir: Path, config: dict, name: str, resume_id: str | None = None, **options):
+        """`options`: the keys of RunSpec.wandb, as `pjrl_agents.run.spec.WandbOptions` declares them."""
+        from pjrl_agents.run.spec import WandbOptions
         try:
             import wandb
         except ImportError:
             raise ImportError("--wandb needs the wandb package: pip install wandb (or pip install 'pjrl[wandb]')") from None
         self.wandb = wandb
-        self.run = wandb.init(project=project, entity=entity, group=group, name=name, config=config,
+        self.run = wandb.init(**vars(WandbOptions(**options)), name=name, config=config,
                               dir=str(run_dir), id=resume_id, resume="allow" if resume_id else None)
 
-    def log(self, rows: list[dict]) -> None:
+    def log(self, rows: list[dict], stream: str = "metrics") -> None:
+        rows = _streamed(rows, stream)
         by_step: dict[int, dict] = {}
         for row in rows:
             prefix = (f"m{row['member']}/" if row["member"] else "") + (
@@ -214,12 +246,41 @@ class WandbSink:
         self.run.finish()
 
 
-class Console:
-    """One progress line per chunk (at most every `every_s` seconds): steps, SPS, return, ETA."""
+def _streamed(rows: list[dict], stream: str) -> list[dict]:
+    """Rows as TensorBoard and W&B take them: the PBT stream's values under `pbt/` (`seed0/pbt/lr`)."""
+    if stream != "pbt":
+        return rows
+    return [{k if k in ROW_KEYS else f"pbt/{k}": v for k, v in row.items()} for row in rows]
 
-    def __init__(self, total_steps: int, write: Callable[[str], None] = print, every_s: float = 1.0):
+
+class Console:
+    """One progress line per chunk (at most every `every_s` seconds): steps, SPS, return, ETA; one line per
+    evaluation and per exploit/explore step. Steps are counted from `start_step`, time from construction."""
+
+    def __init__(self, total_steps: int, write: Callable[[str], None] = print, every_s: float = 1.0,
+                 start_step: int = 0):
         self.total_steps, self.write, self.every_s = total_steps, write, every_s
+        self.start_step, self.started = start_step, time.perf_counter()
         self._last = 0.0
+
+    def log(self, rows: list[dict], stream: str = "metrics") -> None:
+        own = [r for r in rows if r["seed"] != "mean"]
+        if not own:
+            return
+        step = max(r["step"] for r in own)
+        if stream == "metrics":
+            last = [r["episode_return"] for r in own if r["step"] == step]
+            self.progress(step, step - self.start_step, time.perf_counter() - self.started, nanmean(last),
+                          step >= self.total_steps)
+        elif stream == "eval":
+            first = [r for r in own if r["member"] == 0]
+            self.write(f"eval at step {step:,}: greedy return {nanmean([r['greedy_return'] for r in first]):.2f}, "
+                       f"stochastic {nanmean([r['stochastic_return'] for r in first]):.2f} (mean over seeds)")
+        elif stream == "pbt":
+            self.write(_pbt_line(own, step))
+
+    def close(self) -> None:
+        pass
 
     def progress(self, steps: int, new_steps: int, elapsed: float, episode_return: float, done: bool) -> None:
         now = time.perf_counter()
@@ -233,25 +294,33 @@ class Console:
                    f"return {shown} | ETA {eta:6.1f}s")
 
 
+def _pbt_line(rows: list[dict], step: int) -> str:
+    num_seeds = 1 + max(r["seed"] for r in rows)
+    replaced = sum(r["parent"] != r["member"] * num_seeds + r["seed"] for r in rows)
+    scores = np.asarray([r["score"] for r in rows], np.float64)
+    best = rows[int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))]
+    settings = ", ".join(f"{k}={v:.3g}" for k, v in best.items() if k not in (*ROW_KEYS, "score", "parent"))
+    return (f"pbt at step {step:,}: {replaced} of {len(rows)} members copied better ones; "
+            f"best score {best['score']:.2f} ({settings})")
+
+
+def open_sinks(run_dir: Path, spec: Any, resume: bool, write: Callable[[str], None] | None,
+               total_steps: int, start_step: int) -> list[Sink]:
+    """The sinks `spec` (a RunSpec) asks for, in process 0: files always, TensorBoard, W&B, the console."""
+    sinks: list[Sink] = [FileSink(run_dir)]
+    if spec.tensorboard:
+        sinks.append(TensorBoardSink(run_dir))
+    if spec.wandb is not None:
+        sinks.append(WandbSink(run_dir, spec.to_dict(), name=run_dir.name, resume_id=run_dir.name if resume else None,
+                               **spec.wandb))
+    if write is not None:
+        sinks.append(Console(total_steps, write, start_step=start_step))
+    return sinks
+
+
 def read_metrics(run_dir: str | os.PathLike, damaged: list[int] | None = None,
                  name: str = "metrics.jsonl") -> list[dict[str, Any]]:
     """The rows of `run_dir/metrics.jsonl` (or of `name`, e.g. eval.jsonl; `null` read back as NaN). Lines
     that cannot be read (a write cut off by a kill or a full disk) are left out; their line numbers are
     appended to `damaged`."""
-    path = Path(run_dir) / name
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("update"), int):
-                raise ValueError("not a row")
-        except ValueError:
-            if damaged is not None:
-                damaged.append(number)
-            continue
-        rows.append({k: float("nan") if v is None else v for k, v in row.items()})
-    return rows
+    return read_jsonl(Path(run_dir) / name, damaged)

@@ -20,7 +20,9 @@ the lineage, which `pjrl tune` draws to `RUN/lineage.png`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -29,6 +31,9 @@ import numpy as np
 
 from pjrl_agents.algorithms.contract import Agent
 from pjrl_agents.config import ConfigError, Interval, numeric_fields
+from pjrl_agents.numeric import member_seed, run_index
+from pjrl_agents.run.hooks import Boundary
+from pjrl_agents.run.sinks import read_metrics, row_of
 
 
 
@@ -112,12 +117,76 @@ def exploit_explore(state: Any, scores: jax.Array, key: jax.Array, fraction: flo
     return state._replace(**new), parents, multipliers
 
 
+PBT_STREAM = 0x706274  # 'pbt': folded into the run's root key for the exploit/explore draws
+
+
+class Exploit(Boundary):
+    """The runner's hook for population-based training: every `every` updates before the last, one
+    exploit/explore step of the whole population (`exploit_explore`), its lineage rows to the sinks
+    (stream "pbt": RUN/pbt.jsonl); when training ends, the best member (`best`)."""
+
+    at_end = False
+
+    def __init__(self, population: PBT, spec: Any, experiment: Any, history: list[dict], sinks: list, out: Path,
+                 writer: bool):
+        """`spec`: the run's RunSpec as run.json holds it (every setting resolved)."""
+        self.population, self.spec, self.experiment, self.history = population, spec, experiment, history
+        self.sinks, self.every, self.out, self.writer = sinks, population.every, out, writer
+        self._step = None
+
+    def __call__(self, state: Any, update: int) -> Any:
+        population, ex, spec = self.population, self.experiment, self.spec
+        scores = scores_of(self.history, ex.num_runs, spec.num_seeds, update - population.every, update)
+        if self._step is None:
+            bounds = upper_bounds(population.perturb, ex.algorithm.ranges)
+            self._step = jax.jit(lambda s, sc, k: exploit_explore(
+                s, sc, k, population.fraction, population.perturb, population.factors, bounds,
+                learned=ex.agent.learned))
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(spec.seed), PBT_STREAM), update)
+        before = state
+        state, parents, _ = self._step(state, jnp.asarray(scores, jnp.float32), key)
+        # back onto the layout the compiled chunk takes (the members sharded over the devices)
+        state = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding), state, before)
+        parents = np.asarray(parents)
+        values = {name: np.asarray(getattr(state.config, name), np.float64) for name in population.perturb}
+        rows = [{**row_of(r, update, spec.num_seeds, ex.steps_per_update), "score": float(scores[r]),
+                 "parent": int(parents[r]), **{k: float(v[r]) for k, v in values.items()}}
+                for r in range(ex.num_runs)]
+        for sink in self.sinks:
+            sink.log(rows, "pbt")
+        return state
+
+    def best(self, state: Any, done: int) -> dict:
+        """The member with the best training return over the last `every` updates, and RUN/best.json: the run
+        spec `pjrl train --config` trains it with (its final settings, no sweep, no PBT)."""
+        population, ex, spec = self.population, self.experiment, self.spec
+        scores = scores_of(self.history, ex.num_runs, spec.num_seeds, max(0, done - population.every), done)
+        best = int(np.nanargmax(np.where(np.isnan(scores), -np.inf, scores)))
+        settings = {name: float(np.asarray(getattr(state.config, name))[best]) for name in population.perturb}
+        if self.writer:
+            out = self.out
+            spec_best = dataclasses.replace(spec, settings={**spec.settings, **settings}, sweep=[], pbt=None,
+                                            devices=None)
+            (out / "best.json").write_text(json.dumps(spec_best.to_dict(), indent=2))
+            rows = read_metrics(out, name="pbt.jsonl")
+            if rows:
+                try:
+                    draw_lineage(rows, population.perturb, str(out / "lineage.png"))
+                except Exception:  # noqa: BLE001 - a figure must not lose the run's results
+                    pass
+        member, seed = member_seed(best, spec.num_seeds)
+        return {"best_member": member, "best_seed": seed, "best_score": float(scores[best]),
+                "best_settings": settings,
+                "final_settings": {name: np.asarray(getattr(state.config, name), np.float64).tolist()
+                                   for name in population.perturb}}
+
+
 def scores_of(history: list[dict], runs: int, num_seeds: int, first: int, last: int) -> np.ndarray:
     """Each run's mean training return over updates `first+1 .. last` (NaN where no episode ended)."""
     sums, counts = np.zeros(runs), np.zeros(runs)
     for row in history:
         if first < row["update"] <= last and np.isfinite(row["episode_return"]):
-            r = row["member"] * num_seeds + row["seed"]
+            r = run_index(row["member"], row["seed"], num_seeds)
             sums[r] += row["episode_return"]
             counts[r] += 1
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
