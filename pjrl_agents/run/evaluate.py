@@ -189,3 +189,31 @@ def greedy_returns(agent, params: Any, env_states: Any, seed: int = 0, num_episo
     out = evaluate_runs(agent, params, env_states, eval_keys(seed, runs), num_episodes, ("greedy",), chunk,
                         max_steps)["greedy"]
     return np.asarray([nanmean(r) for r in out["returns"]]), out["returns"].shape[1]
+
+
+def evaluation_report(ex, update: int, seed: int, episodes: int, results: dict) -> dict:
+    """eval.json (`pjrl eval`): the protocol and, per sweep member and policy, the mean over seeds and each
+    seed's figures; strict JSON (a figure no episode defined is null). `ex` is the run's Experiment, `results`
+    what `evaluate_runs` returned for its runs with `keys = eval_keys(seed, ...)`."""
+    from pjrl_agents.numeric import strict_json
+    spec, n = ex.spec, ex.spec.num_seeds
+    first = next(iter(results.values()))["returns"]
+    members = []
+    for m, settings in enumerate(ex.members):
+        entry = {"member": m, "settings": settings}
+        for name, result in results.items():
+            part = slice(m * n, (m + 1) * n)
+            per_seed = summarise(result["returns"][part], result["lengths"][part])
+            entry[name] = {"return_mean": nanmean(per_seed["return_mean"]),
+                           "length_mean": nanmean(per_seed["length_mean"]),
+                           "per_seed": per_seed, "returns": result["returns"][part].tolist()}
+        members.append(entry)
+    return strict_json({
+        "env": spec.env, "algo": spec.algo, "update": update, "step": update * ex.steps_per_update, "num_seeds": n,
+        "protocol": {"policies": list(results), "episodes_asked": episodes, "episodes_per_seed": first.shape[1],
+                     "num_envs": ex.env.num_envs, "episodes_per_env": first.shape[1] // ex.env.num_envs,
+                     "eval_seed": seed, "training_seed": spec.seed,
+                     "keys": f"seed i plays envs from fold_in(fold_in(PRNGKey({seed}), {EVAL_STREAM:#x}), i); "
+                             f"training keys are split(PRNGKey({spec.seed}), {n})",
+                     "episodes": "each env's first episodes_per_env episodes"},
+        "members": members})
