@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+
 class ConfigError(ValueError):
     """A config that cannot work; the message names the field and what would work."""
 
@@ -64,7 +65,7 @@ class Interval:
     high_closed: bool = True
 
     @classmethod
-    def parse(cls, text: str) -> "Interval":
+    def parse(cls, text: str) -> Interval:
         text = text.strip()
         if len(text) < 5 or text[0] not in "([" or text[-1] not in ")]" or text.count(",") != 1:
             raise ValueError(f"interval {text!r}: write it as (0, inf), [0, 1] and so on")
@@ -87,7 +88,7 @@ class Interval:
         return self.low == 0 and math.isinf(self.high)
 
     def __str__(self) -> str:
-        number = lambda x: "inf" if math.isinf(x) else f"{x:g}"  # noqa: E731
+        number = lambda x: "inf" if math.isinf(x) else f"{x:g}"
         return (f"{'[' if self.low_closed else '('}{number(self.low)}, {number(self.high)}"
                 f"{']' if self.high_closed else ')'}")
 
@@ -122,7 +123,7 @@ def check_settings(config: Any, ranges: dict[str, Interval] | None = None) -> No
 def _check_value(name: str, value, default) -> None:
     wrong = ConfigError(f"{name}={value!r}: expected {kind(default)}")
     if isinstance(default, bool):
-        if not isinstance(value, (bool, int)) or isinstance(value, int) and value not in (0, 1):
+        if not isinstance(value, (bool, int)) or (isinstance(value, int) and value not in (0, 1)):
             raise wrong
     elif isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):

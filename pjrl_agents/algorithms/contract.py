@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 
@@ -48,21 +49,34 @@ class AgentState(Protocol):
     The runner, the evaluator, `pjrl eval` and `load_policy` read `params` and `env_state`; the runner
     writes `update` and `config` (below); population-based training copies the fields the agent
     declares in `Agent.learned`, and the config. Any other field is the agent's own.
+
+    The members are read-only properties so that a NamedTuple (whose fields are read-only) satisfies
+    the protocol; a new state comes from `_replace`.
     """
 
-    params: Any
-    """what `Agent.act` takes: the policy's parameters (an agent with a critic of its own keeps it in
-    another field and lists that field in `Agent.learned`)"""
-    env_state: Any
-    """the state of `Agent.env`, the wrapped env (its episode statistics and normaliser statistics)"""
-    update: jax.Array
-    """`()` int32, updates done. Before each update the runner sets it to the update's index, which
-    every run shares, so that it stays unbatched under `vmap`: derive step counters from it"""
-    config: Any
-    """the config the agent trains with; numeric leaves may be traced (sweeps, PBT). Where every run has
-    the same config the runner passes it as constants for the update and puts the state's own back"""
+    @property
+    def params(self) -> Any:
+        """what `Agent.act` takes: the policy's parameters (an agent with a critic of its own keeps it in
+        another field and lists that field in `Agent.learned`)"""
 
-    def _replace(self, **fields: Any) -> "AgentState": ...
+    @property
+    def env_state(self) -> Any:
+        """the state of `Agent.env`, the wrapped env (its episode statistics and normaliser statistics)"""
+
+    @property
+    def update(self) -> jax.Array:
+        """`()` int32, updates done. Before each update the runner sets it to the update's index, which
+        every run shares, so that it stays unbatched under `vmap`: derive step counters from it"""
+
+    @property
+    def config(self) -> Any:
+        """the config the agent trains with; numeric leaves may be traced (sweeps, PBT). Where every run has
+        the same config the runner passes it as constants for the update and puts the state's own back"""
+
+    @property
+    def _replace(self) -> Callable[..., AgentState]:
+        """`NamedTuple._replace`: the state with the given fields replaced (typed as a callable attribute:
+        each NamedTuple's `_replace` takes its own field names, which `**fields: Any` would not match)"""
 
 
 @dataclasses.dataclass(frozen=True)

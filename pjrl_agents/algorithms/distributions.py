@@ -2,12 +2,30 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 _MASKED = -1e9  # finite, so masked entries give p * log p = 0, never nan
+
+
+class Distribution(Protocol):
+    """What an agent calls of its action distribution: `Categorical` and `DiagGaussian` (the classes, whose
+    methods are static) and a `MultiCategorical(nvec)` instance each fit it."""
+
+    def noise(self, key: Any, logits: Any) -> Any: ...
+
+    def sample_from(self, noise: Any, logits: Any, mask: Any = None) -> Any: ...
+
+    def sample(self, key: Any, logits: Any, mask: Any = None) -> Any: ...
+
+    def log_prob(self, logits: Any, action: Any, mask: Any = None) -> Any: ...
+
+    def entropy(self, logits: Any, mask: Any = None) -> Any: ...
+
+    def mode(self, logits: Any, mask: Any = None) -> Any: ...
 
 
 class Categorical:
@@ -100,17 +118,18 @@ class MultiCategorical:
                 for k, n in zip(keys, self.nvec)]
 
     def sample_from(self, noise, logits, mask=None):
-        return jnp.stack([Categorical.sample_from(g, l, m) for g, (l, m) in zip(noise, self._blocks(logits, mask))],
-                         -1)
+        return jnp.stack([Categorical.sample_from(g, block, m)
+                          for g, (block, m) in zip(noise, self._blocks(logits, mask))], -1)
 
     def sample(self, key, logits, mask=None):
         return self.sample_from(self.noise(key, logits), logits, mask)
 
     def log_prob(self, logits, action, mask=None):
-        return sum(Categorical.log_prob(l, action[..., i], m) for i, (l, m) in enumerate(self._blocks(logits, mask)))
+        return sum(Categorical.log_prob(block, action[..., i], m)
+                   for i, (block, m) in enumerate(self._blocks(logits, mask)))
 
     def entropy(self, logits, mask=None):
-        return sum(Categorical.entropy(l, m) for l, m in self._blocks(logits, mask))
+        return sum(Categorical.entropy(block, m) for block, m in self._blocks(logits, mask))
 
     def mode(self, logits, mask=None):
-        return jnp.stack([Categorical.mode(l, m) for l, m in self._blocks(logits, mask)], -1)
+        return jnp.stack([Categorical.mode(block, m) for block, m in self._blocks(logits, mask)], -1)

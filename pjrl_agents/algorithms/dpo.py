@@ -72,7 +72,9 @@ class DPO(ppo.PPO):
         validate(config, env)
         super().__init__(config, env, axis_name, hints)
 
-    def objective(self, hp: DPOConfig):
+    def objective(self, hp: ppo.PPOConfig):
+        # PPO passes the state's config, which for a DPO agent is a DPOConfig (traced leaves, same class)
+        assert isinstance(hp, DPOConfig)
         return lambda ratio, log_ratio, adv: objective(ratio, log_ratio, adv, hp.alpha, hp.beta)
 
 

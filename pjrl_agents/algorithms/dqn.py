@@ -19,7 +19,7 @@ respected by the greedy argmax, by exploration and by the max in the target.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import jax
@@ -29,10 +29,10 @@ from flax import struct
 from flax.linen.initializers import constant
 
 from pjrl_agents.algorithms.contract import Agent, Algorithm, Hints
-from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, update_metrics, wrap_env
-from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
-from pjrl_agents.algorithms.shared import make_train as _make_train
 from pjrl_agents.algorithms.networks import MLP, flatten_obs
+from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, update_metrics, wrap_env
+from pjrl_agents.algorithms.shared import make_train as _make_train
+from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
 from pjrl_envs import MissingLibraryError, spaces
 from pjrl_envs.core import VecEnv
 
@@ -219,7 +219,8 @@ class Transition(NamedTuple):
     terminated: jax.Array  # () bool
     truncated: jax.Array  # () bool
     final_obs: Any  # the pre-reset observation after the step (bootstrap="replay"; else None)
-    final_value: jax.Array  # () V(final_obs) under the target network just after collection (bootstrap="collect")
+    final_value: jax.Array | None  # () V(final_obs) under the target network just after collection
+    # (bootstrap="collect"; None until the update values the collected steps, and with bootstrap="replay")
 
 
 class Sample(NamedTuple):
@@ -230,12 +231,12 @@ class Sample(NamedTuple):
     reward: jax.Array  # (N, n_step) it and the n_step - 1 that follow
     terminated: jax.Array  # (N, n_step)
     truncated: jax.Array  # (N, n_step)
-    final_value: jax.Array  # (N, n_step) stored V(final_obs) (bootstrap="collect"; else None)
+    final_value: jax.Array | None  # (N, n_step) stored V(final_obs) (bootstrap="collect"; else None)
     next_obs: Any  # (N, ...) the observation bootstrapped from; kept for double-Q and where the gradient
     # step values it. With bootstrap="replay", the final_obs of the first step that ends an episode if it
     # was truncated
     next_mask: jax.Array  # (N, A) its action mask (all actions for a final_obs: its mask is gone)
-    q_next: jax.Array  # (N, A) the target network's Q of it (None where the gradient step values it)
+    q_next: jax.Array | None  # (N, A) the target network's Q of it (None where the gradient step values it)
 
 
 class DQNState(NamedTuple):
@@ -453,7 +454,8 @@ class DQN(Agent):
         q_next = None
         if not self.value_in_step:
             flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), next_obs)
-            q_next = self.network.apply(target_params, flat).reshape(shape + (-1,))
+            # flax types `apply` as `output | (output, variables)`; without `mutable` it is the output
+            q_next = cast(jax.Array, self.network.apply(target_params, flat)).reshape(shape + (-1,))
         keep_next = self.value_in_step or self.config.double_q
         return Sample(jax.tree.map(lambda x: x[:, :, 0], seq.obs), seq.action[:, :, 0], seq.reward[:, :, :n],
                       terminated, truncated, final_value, next_obs if keep_next else None, next_mask, q_next)
@@ -479,7 +481,7 @@ class DQN(Agent):
             # VALUE THE PRE-RESET OBSERVATIONS in one pass: a scalar each, used where truncated. The mask
             # of a final_obs after a reset is gone, so all actions count.
             flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), final_obs)
-            q_final = self.network.apply(state.target_params, flat)
+            q_final = cast(jax.Array, self.network.apply(state.target_params, flat))  # as in `_sample`
             final_value = self._next_value(state.params, q_final, flat, jnp.ones(q_final.shape, jnp.bool_))
             traj = traj._replace(final_value=final_value.reshape(traj.reward.shape))
         buffer = self.buffer.add(state.buffer, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj))

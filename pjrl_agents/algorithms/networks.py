@@ -1,13 +1,15 @@
 """Networks shared by the agents: observation torsos and heads, chosen from the spaces."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.linen.initializers import constant
+
 
 def orthogonal(scale: float = 1.0, iterations: int = 60):
     """Orthogonal initialiser (a Haar-random orthogonal matrix times `scale`) without LAPACK.

@@ -18,7 +18,7 @@ over a stacked config trains a population of hyperparameters in one call.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +26,11 @@ import optax
 from flax import struct
 
 from pjrl_agents.algorithms.contract import Agent, Algorithm, Hints
-from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, permutation, update_metrics, wrap_env
-from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
-from pjrl_agents.algorithms.shared import make_train as _make_train
-from pjrl_agents.algorithms.distributions import Categorical, DiagGaussian, MultiCategorical
+from pjrl_agents.algorithms.distributions import Categorical, DiagGaussian, Distribution, MultiCategorical
 from pjrl_agents.algorithms.networks import CELLS, TORSOS, ActorCritic, RecurrentActorCritic, choose_torso, zero_memory
+from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, permutation, update_metrics, wrap_env
+from pjrl_agents.algorithms.shared import make_train as _make_train
+from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
 from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
 
@@ -195,8 +195,8 @@ class Transition(NamedTuple):
     mask: jax.Array  # (T, B, *mask)
     action: jax.Array  # (T, B, ...)
     log_prob: jax.Array  # (T, B)
-    value: jax.Array  # (T, B) V(s_t)
-    next_value: jax.Array  # (T, B) V(s'_t), s' the pre-reset next observation
+    value: jax.Array | None  # (T, B) V(s_t); None from a split critic's rollout until `_value_rollout`
+    next_value: jax.Array | None  # (T, B) V(s'_t), s' the pre-reset next observation; None likewise
     reward: jax.Array  # (T, B)
     terminated: jax.Array  # (T, B) bool
     truncated: jax.Array  # (T, B) bool
@@ -304,6 +304,7 @@ class PPO(Agent):
         self.env = wrap_env(env, config.normalize_obs, config.normalize_reward, config.gamma)
         space = env.action_space
         continuous = isinstance(space, spaces.Box)
+        self.dist: Distribution
         if continuous:
             self.dist, action_dim = DiagGaussian, int(jnp.prod(jnp.asarray(space.shape)))
         elif isinstance(space, spaces.MultiDiscrete):
@@ -311,6 +312,7 @@ class PPO(Agent):
         else:
             self.dist, action_dim = Categorical, space.n
         self.recurrent = config.torso in CELLS
+        self.network: ActorCritic | RecurrentActorCritic
         if self.recurrent:
             torso = choose_torso(env.observation_space, "auto")
             self.network = RecurrentActorCritic(action_dim, tuple(config.hidden_sizes), config.activation, continuous,
@@ -511,7 +513,8 @@ class PPO(Agent):
         """`value` and `next_value` of a rollout in one critic pass over its observations and pre-reset
         next observations `(2T, B, ...)`: the numbers the per-step evaluation gives, in one batched pass."""
         both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), traj.obs, traj.final_obs)
-        values = self.network.apply(params, both, 2, method=self.network.critic)
+        # flax types `apply` as `output | (output, variables)`; without `mutable` it is the output
+        values = cast(jax.Array, self.network.apply(params, both, 2, method=self.network.critic))
         t = traj.reward.shape[0]
         return traj._replace(value=values[:t], next_value=values[t:], final_obs=None)
 
