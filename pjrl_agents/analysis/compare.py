@@ -157,10 +157,14 @@ def compare(run_dirs: list[str], by: str = "member", score: str = "greedy", refe
                               "put it on a common scale: give --reference ENV=RANDOM,TARGET, or compare --by member")
         unit = np.stack([stats.normalise(matrix[:, i], *references[env]) for i, env in enumerate(envs)], 1) \
             if known else None  # (score - random) / (target - random)
-        scaled = unit if normalised else matrix
+        if normalised:
+            assert unit is not None  # a group spanning several envs has their reference scores (checked above)
+            scaled = unit
+        else:
+            scaled = matrix
         estimates = stats.interval_estimates(scaled, reps=reps, confidence=confidence, seed=seed,
                                              aggregates=["mean", "median", "iqm"])
-        if known:  # the gap below the target, in normalised units whatever the scale of the rest
+        if unit is not None:  # (known) the gap below the target, in normalised units whatever the scale of the rest
             estimates.update(stats.interval_estimates(unit, reps=reps, confidence=confidence, seed=seed,
                                                       aggregates=["optimality_gap"]))
         groups.append(Group(name, envs, matrix, scaled, normalised, estimates, sorted({e.source for e in entries})))
@@ -193,7 +197,7 @@ def table(groups: list[Group], confidence: float = 0.95, markdown: bool = False)
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
@@ -207,7 +211,7 @@ def parse_references(items: list[str]) -> dict[str, tuple[float, float]]:
             low, high = (float(v) for v in parts) if sep and len(parts) == 2 else (None, None)
         except ValueError:
             low = high = None
-        if low is None or low == high:
+        if low is None or high is None or low == high:
             raise ConfigError(f"--reference {item!r}: write ENV=RANDOM,TARGET with two different numbers, "
                               "e.g. gymnax:Acrobot-v1=-500,-60")
         out[env.strip()] = (low, high)
@@ -244,9 +248,10 @@ def plot(groups: list[Group], out: str, confidence: float = 0.95, reps: int = 20
     taus = np.linspace(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9), 101)
     for i, (g, s) in enumerate(zip(groups, scaled)):
         color = colors[i % len(colors)]
-        profile, low, high = stats.performance_profile_ci(s, taus, reps=reps, confidence=confidence, seed=seed)
+        profile, band_low, band_high = stats.performance_profile_ci(s, taus, reps=reps, confidence=confidence,
+                                                                     seed=seed)
         right.plot(taus, profile, color=color, label=g.name)
-        right.fill_between(taus, low, high, color=color, alpha=0.2)
+        right.fill_between(taus, band_low, band_high, color=color, alpha=0.2)
     right.set_xlabel(unit + " threshold")
     right.set_ylabel("fraction of seeds above it")
     right.set_ylim(-0.02, 1.02)

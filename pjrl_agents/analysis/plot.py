@@ -12,11 +12,13 @@ Nothing is drawn before every seed of a curve has finished an episode.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from pjrl_agents.run.sinks import ROW_KEYS as KEYS, read_metrics
+from pjrl_agents.run.sinks import ROW_KEYS as KEYS
+from pjrl_agents.run.sinks import read_metrics
 
 
 class Curve:
@@ -39,7 +41,7 @@ def _rows(run_dir: Path, metric: str) -> list[dict]:
     evals = read_metrics(run_dir, name="eval.jsonl")
     if evals and metric in evals[0]:
         return evals
-    logged = [k for k in (rows[:1] + evals[:1]) for k in k if k not in KEYS]
+    logged = [key for row in (rows[:1] + evals[:1]) for key in row if key not in KEYS]
     raise KeyError(f"{run_dir} logged no {metric!r}; it has {', '.join(dict.fromkeys(logged))}")
 
 
@@ -101,8 +103,9 @@ def band(values: np.ndarray, aggregate: str = "iqm", confidence: float = 0.95, r
     """`(centre, low, high)` per point of `values (seeds, points)`: the mean or IQM over seeds and a
     bootstrap confidence interval from resampling the seeds (one resample shared by every point)."""
     from scipy.stats import trim_mean
-    centre_of = (lambda x, axis: trim_mean(x, 0.25, axis=axis)) if aggregate == "iqm" else \
-        (lambda x, axis: np.mean(x, axis=axis))
+    centre_of: Callable[[np.ndarray, int], np.ndarray] = (
+        (lambda x, axis: trim_mean(x, 0.25, axis=axis)) if aggregate == "iqm" else
+        (lambda x, axis: np.mean(x, axis=axis)))
     centre = centre_of(values, 0)
     if values.shape[0] == 1:
         return centre, centre, centre

@@ -29,7 +29,8 @@ these only up to Monte-Carlo error).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import overload
 
 import numpy as np
 from scipy import stats as _scipy_stats
@@ -162,8 +163,18 @@ def _scalar(v: np.ndarray) -> float | np.ndarray:
     return float(v) if np.ndim(v) == 0 else v
 
 
-def stratified_bootstrap(scores: np.ndarray, aggregate: str | Aggregate, reps: int = 2000,
-                         confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+@overload
+def stratified_bootstrap(scores: np.ndarray, aggregate: str, reps: int = 2000, confidence: float = 0.95,
+                         seed: int = 0) -> tuple[float, float, float]: ...
+
+
+@overload
+def stratified_bootstrap(scores: np.ndarray, aggregate: Aggregate, reps: int = 2000, confidence: float = 0.95,
+                         seed: int = 0) -> tuple[float | np.ndarray, float | np.ndarray, float | np.ndarray]: ...
+
+
+def stratified_bootstrap(scores: np.ndarray, aggregate: str | Aggregate, reps: int = 2000, confidence: float = 0.95,
+                         seed: int = 0) -> tuple[float | np.ndarray, float | np.ndarray, float | np.ndarray]:
     """`(point, low, high)`: the aggregate on the data and its percentile interval over stratified resamples.
 
     `aggregate` is a name in `AGGREGATES` or a callable on a `(runs, tasks)`

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,6 @@ from pjrl_agents.config import ConfigError, Interval, numeric_fields
 from pjrl_agents.numeric import member_seed, run_index
 from pjrl_agents.run.hooks import Boundary
 from pjrl_agents.run.sinks import read_metrics, row_of
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ class PBT:
     """what a perturbed setting is multiplied by, one drawn per setting and child"""
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PBT":
+    def from_dict(cls, data: dict) -> PBT:
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"pbt: no option {', '.join(unknown)}; options: every, fraction, perturb, factors")
@@ -104,7 +104,7 @@ def exploit_explore(state: Any, scores: jax.Array, key: jax.Array, fraction: flo
     drawn = jax.random.choice(factor_key, jnp.asarray(factors, jnp.float32), (n, len(perturb)))
     multipliers = jnp.where(replaced[:, None], drawn, 1.0)
 
-    take = lambda tree: jax.tree.map(lambda x: x[parents], tree)  # noqa: E731
+    take = lambda tree: jax.tree.map(lambda x: x[parents], tree)
     new = {name: take(getattr(state, name)) for name in learned}
     config = take(state.config)
     changed = {}
@@ -132,7 +132,7 @@ class Exploit(Boundary):
         """`spec`: the run's RunSpec as run.json holds it (every setting resolved)."""
         self.population, self.spec, self.experiment, self.history = population, spec, experiment, history
         self.sinks, self.every, self.out, self.writer = sinks, population.every, out, writer
-        self._step = None
+        self._step: Callable[..., Any] | None = None  # the jitted exploit/explore step, made at first use
 
     def __call__(self, state: Any, update: int) -> Any:
         population, ex, spec = self.population, self.experiment, self.spec

@@ -39,7 +39,8 @@ def episode_states(agent, params, trained_env_state, key, max_steps: int):
     return jax.tree.map(lambda x: x[:length], states), length
 
 
-def render(agent, params, trained_env_state, path: str | os.PathLike, seed: int = 0, key: jax.Array | None = None) -> int:
+def render(agent, params, trained_env_state, path: str | os.PathLike, seed: int = 0,
+           key: jax.Array | None = None) -> int:
     """Draws one deterministic episode to `path` in a format the env draws; returns its length in steps.
     The episode's envs come from `key` (default: `PRNGKey(seed)`)."""
     env = agent.env
