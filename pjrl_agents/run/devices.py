@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from pjrl_agents.config import ConfigError, divisors
 from pjrl_agents.run.xla_cpu import CONCURRENT_RUNS, choose_cpu_scheduler, cpu_devices_for
@@ -131,6 +132,9 @@ class Plan:
         batched = _loop(fn, in_axes) if one_run_at_a_time else _runs(fn, in_axes)
         mesh, split, whole = self.mesh, P(AXIS), P()
         in_specs = tuple(split if a == 0 else whole for a in in_axes)
+        # a (state, metrics) pair with metrics, the state alone without
+        out_specs: P | tuple[P, P]
+        out_shardings: NamedSharding | tuple[NamedSharding, NamedSharding]
         if metrics:
             # 'envs': every device holds the same metrics (averaged over the mesh); take them as they are.
             # 'seeds': each device's metrics stay on it and the host assembles them; only several processes

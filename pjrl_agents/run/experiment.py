@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +22,12 @@ import jax.numpy as jnp
 import pjrl_envs
 from pjrl_agents import algorithms
 from pjrl_agents.algorithms.contract import Hints, check_agent, check_state
-from pjrl_agents.run import devices, xla_cpu
-from pjrl_agents.run.checkpoint import CheckpointError, Checkpointer, has_checkpoint
 from pjrl_agents.config import MAX_SIZE, ConfigError, stack_configs
-from pjrl_agents.run.spec import RunSpec, check_seed, parse_sweep, read_run
 from pjrl_agents.numeric import all_finite, run_index
+from pjrl_agents.run import devices, xla_cpu
+from pjrl_agents.run.checkpoint import Checkpointer, CheckpointError, has_checkpoint
 from pjrl_agents.run.rundir import read_summary
+from pjrl_agents.run.spec import RunSpec, check_seed, parse_sweep, read_run
 
 
 @dataclasses.dataclass
@@ -167,7 +169,7 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     return Experiment(spec, algorithm, config, members, plan, env, agent)
 
 
-def load(run_dir: str | Path, warn: Callable[[str], None] | None = None) -> tuple[Experiment, Any]:
+def load(run_dir: str | os.PathLike, warn: Callable[[str], None] | None = None) -> tuple[Experiment, Any]:
     """A run rebuilt from its run.json and its newest readable checkpoint restored, whole, in this process."""
     run_dir = Path(run_dir)
     spec = read_run(run_dir)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
 from pjrl_agents.config import ConfigError
+
+if TYPE_CHECKING:
+    import subprocess
 
 # ---------------------------------------------------------------- processes
 
@@ -94,20 +98,25 @@ if dying and not said:
 """
 
 
+_native_filter: subprocess.Popen | None = None
+"""the filter process `_filter_native_output` started (None before it runs)"""
+
+
 def _filter_native_output(who: str) -> None:
     """Sends what the native libraries write to fds 1 and 2 through a small filter process onto stderr,
     while Python keeps the real stdout and stderr: Gloo's connection lines are dropped, and the coordination
     service's fatal abort (a peer died; it cannot be caught) becomes one line."""
     import subprocess
     import sys
-    if getattr(_filter_native_output, "child", None) is not None:
+    global _native_filter
+    if _native_filter is not None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
     real_out, real_err = os.dup(1), os.dup(2)
     read, write = os.pipe()
-    _filter_native_output.child = subprocess.Popen([sys.executable, "-c", _NATIVE_FILTER, who], stdin=read,
-                                                   stdout=real_err, start_new_session=True)
+    _native_filter = subprocess.Popen([sys.executable, "-c", _NATIVE_FILTER, who], stdin=read, stdout=real_err,
+                                      start_new_session=True)
     os.close(read)
     os.dup2(write, 1)
     os.dup2(write, 2)
@@ -131,7 +140,7 @@ def stop_for_peer(message: str) -> None:
     shutdown would wait for it and then abort with a stack dump."""
     import sys
     print(f"pjrl: {message}", file=sys.stderr, flush=True)
-    if getattr(_filter_native_output, "child", None) is not None:
+    if _native_filter is not None:
         os.write(2, b"\0said\n")  # the filter need not say it again
     os._exit(1)
 
@@ -165,6 +174,7 @@ def shared_directory(path: Path, prepare: Callable[[], None] | None = None) -> P
         return path
     from jax._src.distributed import global_state
     client, me = global_state.client, jax.process_index()
+    assert client is not None  # more than one process: jax.distributed is initialised
     timeout_ms = 1000 * max(60, HEARTBEAT_S)
     if me == 0:
         try:

@@ -20,13 +20,17 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import numpy as np
 
 from pjrl_agents.numeric import member_seed, nanmean, strict_json
 from pjrl_agents.run.rundir import append_jsonl, read_jsonl
+
+if TYPE_CHECKING:
+    import _csv
 
 ROW_KEYS = ("member", "seed", "update", "step")
 """the keys of a row that say which run and update it is; the others are metrics"""
@@ -85,8 +89,8 @@ class FileSink:
         self.run_dir = run_dir
         self.jsonl = open(run_dir / "metrics.jsonl", "a")
         self.csv_path = run_dir / "metrics.csv"
-        self._csv = None
-        self._writer = None
+        self._csv: TextIO | None = None
+        self._writer: _csv.Writer | None = None
         self._fields: list[str] = []
         self._field_set: frozenset = frozenset()
 
@@ -111,7 +115,8 @@ class FileSink:
                     self._writer.writerow(self._fields)
             if not row.keys() <= self._field_set:
                 raise ValueError(f"a metrics row has fields metrics.csv lacks: {sorted(row.keys() - self._field_set)}")
-            self._writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in (row.get(k, "") for k in self._fields)])
+            values = (row.get(k, "") for k in self._fields)
+            self._writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
         if lines:
             self.jsonl.write("\n".join(lines) + "\n")
         self.jsonl.flush()
@@ -161,8 +166,10 @@ class TensorBoardSink:
 
     def log(self, rows: list[dict], stream: str = "metrics") -> None:
         rows = _streamed(rows, stream)
-        isfinite, by_step = math.isfinite, {}
-        keys = names = None
+        isfinite = math.isfinite
+        by_step: dict[int, list[bytes]] = {}
+        keys = None
+        names: tuple[str, ...] = ()  # set by the first row
         for row in rows:
             if row.keys() != keys:  # the rows of a chunk share their keys
                 keys, names = row.keys(), tuple(k for k in row if k not in ROW_KEYS)
@@ -226,7 +233,8 @@ class WandbSink:
         try:
             import wandb
         except ImportError:
-            raise ImportError("--wandb needs the wandb package: pip install wandb (or pip install 'pjrl[wandb]')") from None
+            raise ImportError("--wandb needs the wandb package: pip install wandb "
+                              "(or pip install 'pjrl[wandb]')") from None
         self.wandb = wandb
         self.run = wandb.init(**vars(WandbOptions(**options)), name=name, config=config,
                               dir=str(run_dir), id=resume_id, resume="allow" if resume_id else None)

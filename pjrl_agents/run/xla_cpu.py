@@ -90,10 +90,15 @@ def _forced_cpu_devices() -> int | None:
     return int(value) if value.isdigit() else 1  # XLA itself refuses a bad count
 
 
+def _num_cpu_devices_option() -> int:
+    """JAX's `jax_num_cpu_devices` option (-1 where nothing chose a count)."""
+    return jax.config.jax_num_cpu_devices  # type: ignore[attr-defined]  # jax adds its options with setattr
+
+
 def _cpu_devices_to_come() -> int:
     """The CPU devices JAX will start with (`use_cpu_cores` or the user chose them), before it starts."""
     forced = _forced_cpu_devices()
-    return max(jax.config.jax_num_cpu_devices, 1) if forced is None else forced
+    return max(_num_cpu_devices_option(), 1) if forced is None else forced
 
 
 def cpu_devices_for(runs: int, cores: int, gathers: bool = False) -> int:
@@ -117,8 +122,10 @@ def wants_cpu_scheduler(runs_per_device: int, concurrent_runs: int = CONCURRENT_
 
 
 def choose_cpu_scheduler(devices: int | None, runs: int, gathers: bool, concurrent_runs: int) -> None:
-    """Before JAX starts: XLA:CPU's scheduler for the runs each device of this plan will hold (`wants_cpu_scheduler`)."""
-    from jax._src import distributed as jax_distributed, xla_bridge
+    """Before JAX starts: XLA:CPU's scheduler for the runs each device of this plan will hold
+    (`wants_cpu_scheduler`)."""
+    from jax._src import distributed as jax_distributed
+    from jax._src import xla_bridge
     if xla_bridge.backends_are_initialized() or jax_distributed.global_state.client is not None:
         return
     count = _cpu_devices_to_come()
@@ -142,14 +149,14 @@ def use_cpu_cores() -> int | None:
     """
     raw = os.environ.get("PJRL_CPU_DEVICES")
     if raw not in (None, ""):
-        count = env_int("PJRL_CPU_DEVICES")
-        if count < 1:
+        count = env_int("PJRL_CPU_DEVICES")  # not None: the variable is set
+        if count is None or count < 1:
             raise ConfigError(f"PJRL_CPU_DEVICES={raw}: expected a whole number >= 1")
-    elif _forced_cpu_devices() is not None or jax.config.jax_num_cpu_devices >= 0:
+    elif _forced_cpu_devices() is not None or _num_cpu_devices_option() >= 0:
         return None
     else:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if count == max(jax.config.jax_num_cpu_devices, 1):
+    if count == max(_num_cpu_devices_option(), 1):
         return None
     try:
         jax.config.update("jax_num_cpu_devices", count)
