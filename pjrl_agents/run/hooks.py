@@ -7,7 +7,8 @@ logs reach a checkpoint before it is written; then it calls every hook due there
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 import numpy as np

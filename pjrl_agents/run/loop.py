@@ -15,7 +15,7 @@ import queue
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -62,10 +62,10 @@ class Pace:
         self.shortest, self.longest, self.target_s = shortest, longest, target_s
         self._next = shortest
         self._queue: list[tuple[int, float]] = []  # (updates, dispatched at) of chunks not yet seen finished
-        self._last_done = None
+        self._last_done: float | None = None  # when the last chunk seen finished
 
     @classmethod
-    def for_run(cls, num_updates: int, chunks: int, boundaries) -> "Pace":
+    def for_run(cls, num_updates: int, chunks: int, boundaries) -> Pace:
         shortest = max(1, -(-num_updates // chunks))
         longest = shortest if jax.process_count() > 1 else min(num_updates, shortest * cls.STRETCH)
         for every in boundaries:
@@ -93,7 +93,9 @@ class Recorder:
     """Runs `record(metrics, first_update, updates)` for each finished chunk, in order, on one thread."""
 
     def __init__(self, record: Callable):
-        self._record, self._queue, self._error = record, queue.Queue(), None
+        self._record = record
+        self._queue: queue.Queue[tuple | None] = queue.Queue()  # (metrics, first, n) per chunk; None: stop
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="pjrl-recorder", daemon=True)
         self._thread.start()
 
