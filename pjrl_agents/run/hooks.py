@@ -104,6 +104,10 @@ class Evaluations(Boundary):
             self._evaluator = evaluate.Evaluator(ex.agent)
         return self._evaluator(params, env_states, keys, ex.spec.eval_episodes, policies)
 
+    def greedy_due(self) -> bool:
+        """Whether training's end evaluates the greedy policy (eval_episodes > 0, one process)."""
+        return bool(self.experiment.spec.eval_episodes) and jax.process_count() == 1
+
     def greedy(self, state: Any, say: Callable[[str], None]) -> tuple[dict, list[list[float]]]:
         """Each run's greedy policy over eval_episodes fresh episodes: summary entries, and each sweep
         member's per-seed returns."""

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ import numpy as np
 
 from pjrl_agents.algorithms.contract import EPISODE_METRICS, check_metrics
 from pjrl_agents.numeric import all_finite, member_seed
+from pjrl_agents.run import processes
 from pjrl_envs import prng
 
 
@@ -212,3 +214,64 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def recording(watch: DivergenceWatch, sinks: list, history: list[dict], num_seeds: int,
+              steps_per_update: int) -> Callable:
+    """`record(metrics, first, n)`: one finished chunk's metrics to rows, the sinks and `history` (run on the
+    recorder's thread); rows past a divergence are not logged."""
+    from pjrl_agents.run.sinks import chunk_rows, mean_rows
+
+    def record(metrics, first: int, n: int) -> None:
+        metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
+        n = watch.check(metrics, first, n)
+        metrics = {k: v[:, :n] for k, v in metrics.items() if k != "_finite"}
+        if n == 0:
+            return
+        rows = chunk_rows(metrics, first, steps_per_update, num_seeds)
+        rows += mean_rows(rows)
+        for sink in sinks:
+            sink.log(rows)
+        history.extend(r for r in rows if r["seed"] != "mean")
+
+    return record
+
+
+def run_chunks(chunk: Callable, state, start: int, num_updates: int, hooks: list, pace: Pace, recorder: Recorder,
+               watch: DivergenceWatch, stop: StopFlag) -> tuple[Any, str, int]:
+    """Trains from update `start` to `num_updates`, chunk after chunk: `(state, status, updates done)`.
+
+    Chunk k+1 is dispatched before chunk k's rows are recorded, so the device trains while the host
+    writes. Chunks end on every hook's boundaries (`hooks.Boundary`), where the hooks run once the
+    logs are written; SIGINT/SIGTERM (`stop`) end it after the chunk in flight ("interrupted"); a
+    divergence ends it before any hook sees the diverged state.
+    """
+    status, done, finished = "finished", start, None
+    while done < num_updates and not watch.diverged:
+        n = min([pace.length(), num_updates - done] + [h.until(done) for h in hooks if h.every])
+        state, metrics = chunk(state, done, done + n)  # dispatched; runs while the host goes on
+        pace.dispatched(n)
+        if finished is not None:
+            jax.block_until_ready(finished[0])  # at most one chunk queued behind the running one
+            pace.finished()
+            recorder.put(*finished)
+        finished, done = (metrics, done, n), done + n
+        due = [hook for hook in hooks if hook.due(done, num_updates)]
+        if due:
+            jax.block_until_ready(finished[0])
+            pace.finished()
+            recorder.put(*finished)  # the logs reach the checkpoint before it is written
+            finished = None
+            recorder.wait()
+            if watch.diverged:
+                break
+            for hook in due:
+                state = hook(state, done)
+        if processes.any_process(stop.requested):  # every process stops after the same chunk
+            status = "interrupted"
+            break
+    if finished is not None:
+        recorder.put(*finished)
+    recorder.wait()
+    jax.block_until_ready(state)
+    return state, ("diverged" if watch.diverged else status), done

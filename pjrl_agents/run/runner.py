@@ -15,9 +15,10 @@ import dataclasses
 import errno
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -28,15 +29,24 @@ from pjrl_agents.run import processes, rundir, sinks
 from pjrl_agents.run.checkpoint import Checkpointer, has_checkpoint
 from pjrl_agents.run.checkpoint import steps as checkpoint_steps
 from pjrl_agents.run.experiment import build
-from pjrl_agents.run.hooks import Checkpoints, Evaluations, Hook
-from pjrl_agents.run.loop import (DivergenceWatch, Interrupted, Pace, Recorder, StopFlag, chunk_fn,
-                                  chunk_lowering)
+from pjrl_agents.run.hooks import Checkpoints, Evaluations
+from pjrl_agents.run.loop import (
+    DivergenceWatch,
+    Interrupted,
+    Pace,
+    Recorder,
+    StopFlag,
+    chunk_fn,
+    chunk_lowering,
+    recording,
+    run_chunks,
+)
 from pjrl_agents.run.rundir import default_out
 from pjrl_agents.run.spec import RunSpec, read_run
 from pjrl_agents.search.pbt import PBT, Exploit
 from pjrl_envs import prng
 
-__all__ = ["Diverged", "DiskFull", "Interrupted", "Run", "default_out", "enable_compilation_cache", "resume", "train"]
+__all__ = ["DiskFull", "Diverged", "Interrupted", "Run", "default_out", "enable_compilation_cache", "resume", "train"]
 
 
 class Diverged(RuntimeError):
@@ -70,6 +80,19 @@ class _Trained:
     diverged: dict | None
     signum: int
     """the signal that stopped an interrupted run"""
+
+
+@dataclasses.dataclass
+class _Hooks:
+    """The hooks of one run, in the order they run at a shared boundary, and the sinks they write to."""
+
+    evaluations: Evaluations
+    exploit: Exploit | None
+    checkpoints: Checkpoints
+    sinks: list
+
+    def __iter__(self):
+        return iter([self.evaluations, *([self.exploit] if self.exploit else []), self.checkpoints])
 
 
 class Run:
@@ -126,7 +149,7 @@ class Run:
                                                           population and population.every))
         cache_dir = enable_compilation_cache()
         t0 = time.perf_counter()
-        init, chunk, state_shape = self._compile(pace.longest, shared=population is None)
+        init, chunk, state_shape = _compile(ex, pace.longest, shared=population is None)
         compile_s = time.perf_counter() - t0
         if processes.any_process(stop.requested):
             raise Interrupted(f"stopped while compiling, before update 1; start it again with --resume {self.out}",
@@ -134,165 +157,42 @@ class Run:
         # a final checkpoint is always written (for eval and resume); every process writes its shards of each
         # checkpoint (orbax commits it once all have)
         checkpointer = Checkpointer(self.out)
-        start, state, history = self._start(checkpointer, state_shape, init, say)
+        start, state, history = _start(self.out, self.resume, self.writer, checkpointer, state_shape, init, say)
         self.checkpoints = Checkpoints(checkpointer, spec.checkpoint_every, start if self.resume and start else None)
         outputs = sinks.open_sinks(self.out, spec, self.resume, progress, ex.num_updates * ex.steps_per_update,
                                    start * ex.steps_per_update) if self.writer else []
-        evaluations = Evaluations(ex, spec.eval_every, outputs, self.writer and jax.process_count() == 1)
-        exploit = (Exploit(population, spec, ex, history, outputs, self.out, self.writer)
-                   if population is not None else None)
-        hooks: list[Hook] = [evaluations, *([exploit] if exploit else []), self.checkpoints]
-        trained = self._loop(chunk, state, start, hooks, pace, outputs, history, stop)
-        return self._finish(trained, history, start, compile_s, cache_dir, evaluations, exploit, say)
+        hooks = _Hooks(Evaluations(ex, spec.eval_every, outputs, self.writer and jax.process_count() == 1),
+                       Exploit(population, spec, ex, history, outputs, self.out, self.writer)
+                       if population is not None else None,
+                       self.checkpoints, outputs)
+        trained = self._chunks(chunk, state, start, hooks, pace, history, stop)
+        summary = _summary(spec, ex, history, trained, start, compile_s, cache_dir, self.resume)
+        return _finish(summary, trained, hooks, self.out, self.writer, ex.num_updates, say)
 
-    def _compile(self, longest: int, shared: bool) -> tuple[Callable, Callable, Any]:
-        """The compiled init and chunk programs, and the state's shapes (runs sharded over the plan's mesh;
-        plain jit on one device). A stop asked for meanwhile takes effect once XLA returns: nothing is lost,
-        run.json allows --resume."""
-        ex = self.experiment
-        keys, configs = ex.inputs()
-        # init runs once: lowered with JAX's looped Threefry where that compiles faster (one run, unbatched:
-        # CartPole DQN 2.0 -> 1.1 s; batched it compiles slower), the same bits
-        unbatched = ex.num_runs == 1 and ex.plan.mesh is None  # one run, traced without vmap
-        with prng.looped() if unbatched else contextlib.nullcontext():
-            init_program = ex.init_fn.lower(keys, configs)
-        state_shape = ex.abstract_state()  # refuses a state that breaks the agent contract
-        # what every run shares enters each update as constants (no sweep, no PBT: one member)
-        config = ex.member_configs()[0] if len(ex.members) == 1 and shared else None
-        with chunk_lowering(ex.agent, unbatched):
-            chunk_program = ex.plan.jit(chunk_fn(ex.agent, longest, config, ex.algorithm.name),
-                                        in_axes=(0, None, None), metrics=True).lower(state_shape, 0, 0)
-        with ThreadPoolExecutor(1) as pool:  # the two programs compile side by side
-            compiling_init = pool.submit(init_program.compile)
-            chunk = chunk_program.compile()
-            init = compiling_init.result()
-        return (lambda: init(keys, configs)), chunk, state_shape
-
-    def _start(self, checkpointer: Checkpointer, state_shape: Any, init: Callable,
-               say: Callable[[str], None]) -> tuple[int, Any, list[dict]]:
-        """`(update, state, metric rows so far)`: a fresh start, or the newest readable checkpoint (--resume),
-        with the logs cut back to it."""
-        if not (self.resume and has_checkpoint(self.out)):
-            if self.resume and self.writer:
-                say(f"{self.out} holds no checkpoint yet: training it from update 0")
-                rundir.keep_rows_until(self.out, 0, [])
-            return 0, init(), []
-        start, state = checkpointer.restore(state_shape)
-        for step, why in checkpointer.skipped:
-            say(f"checkpoint {step} cannot be read ({why}); resuming from checkpoint {start}")
-        aside = checkpointer.set_aside_skipped() if self.writer else None
-        if checkpointer.skipped and jax.process_count() > 1:
-            processes.barrier("pjrl-set-aside")
-            checkpointer.reload()
-        if aside:
-            say(f"the unreadable checkpoints are kept in {aside}")
-        damaged: list[int] = []
-        history = [r for r in sinks.read_metrics(self.out, damaged) if r["update"] <= start]
-        if damaged:
-            say(f"metrics.jsonl: dropped {len(damaged)} damaged line(s) (lines {', '.join(map(str, damaged[:5]))})")
-        if self.writer:
-            rundir.keep_rows_until(self.out, start, history)
-        return start, state, history
-
-    def _loop(self, chunk: Callable, state: Any, start: int, hooks: list[Hook], pace: Pace, outputs: list,
-              history: list[dict], stop: StopFlag) -> _Trained:
-        """Chunk after chunk: chunk k+1 is dispatched before chunk k's rows are written, so the device trains
-        while the host writes; SIGINT/SIGTERM stop after the chunk in flight; chunks end on every hook's
-        boundaries, where the hooks run once the logs are written; no state after a divergence is saved."""
-        num_updates = self.experiment.num_updates
+    def _chunks(self, chunk: Callable, state: Any, start: int, hooks: _Hooks, pace: Pace, history: list[dict],
+                stop: StopFlag) -> _Trained:
+        """Trains chunk after chunk (`loop.run_chunks`); no state after a divergence is saved."""
         watch = DivergenceWatch(self.spec.num_seeds)
-        recorder = Recorder(self._recording(watch, outputs, history))
-        status, t0, done, finished = "finished", time.perf_counter(), start, None
+        recorder = Recorder(recording(watch, hooks.sinks, history, self.spec.num_seeds,
+                                      self.experiment.steps_per_update))
         try:
-            while done < num_updates and not watch.diverged:
-                n = min([pace.length(), num_updates - done] + [h.until(done) for h in hooks if h.every])
-                state, metrics = chunk(state, done, done + n)  # dispatched; runs while the host goes on
-                pace.dispatched(n)
-                if finished is not None:
-                    jax.block_until_ready(finished[0])  # at most one chunk queued behind the running one
-                    pace.finished()
-                    recorder.put(*finished)
-                finished, done = (metrics, done, n), done + n
-                due = [hook for hook in hooks if hook.due(done, num_updates)]
-                if due:
-                    jax.block_until_ready(finished[0])
-                    pace.finished()
-                    recorder.put(*finished)  # the logs reach the checkpoint before it is written
-                    finished = None
-                    recorder.wait()
-                    if watch.diverged:
-                        break
-                    for hook in due:
-                        state = hook(state, done)
-                if processes.any_process(stop.requested):  # every process stops after the same chunk
-                    status = "interrupted"
-                    break
-            if finished is not None:
-                recorder.put(*finished)
-            recorder.wait()
-            jax.block_until_ready(state)
+            t0 = time.perf_counter()
+            state, status, done = run_chunks(chunk, state, start, self.experiment.num_updates, list(hooks), pace,
+                                             recorder, watch, stop)
             run_s = time.perf_counter() - t0
-            if watch.diverged:
-                status = "diverged"
-            else:
-                self.checkpoints.final(state, done)
+            if not watch.diverged:
+                hooks.checkpoints.final(state, done)
         except Exception as e:
             if processes.peer_failed(e):  # before the clean-up below, which would wait for the dead peer
                 self._stop_for_peer(e)
             raise
         finally:
             recorder.close()
-            for sink in outputs:
+            for sink in hooks.sinks:
                 sink.close()
-            self.checkpoints.close()
-        return _Trained(state, status, watch.diverged["update"] if watch.diverged else done, run_s, watch.diverged,
-                        stop.signum)
-
-    def _recording(self, watch: DivergenceWatch, outputs: list, history: list[dict]) -> Callable:
-        """`record(metrics, first, n)`: one finished chunk's metrics to rows and the sinks (the recorder's thread)."""
-        num_seeds, steps_per_update = self.spec.num_seeds, self.experiment.steps_per_update
-
-        def record(metrics, first: int, n: int) -> None:
-            metrics = {k: np.asarray(v)[:, :n] for k, v in jax.device_get(metrics).items()}
-            n = watch.check(metrics, first, n)  # rows past a divergence are not logged
-            metrics = {k: v[:, :n] for k, v in metrics.items() if k != "_finite"}
-            if n == 0:
-                return
-            rows = sinks.chunk_rows(metrics, first, steps_per_update, num_seeds)
-            rows += sinks.mean_rows(rows)
-            for sink in outputs:
-                sink.log(rows)
-            history.extend(r for r in rows if r["seed"] != "mean")
-
-        return record
-
-    def _finish(self, trained: _Trained, history: list[dict], start: int, compile_s: float, cache_dir: str | None,
-                evaluations: Evaluations, exploit: Exploit | None, say: Callable[[str], None]) -> dict:
-        """The summary (RUN/summary.json), however training stopped; Interrupted or Diverged where it stopped early."""
-        spec, last_saved = self.spec, self.checkpoints.last_saved
-        summary = self._summary(history, trained.done, compile_s, trained.run_s, start, cache_dir, trained.status)
-        if trained.status == "finished" and spec.eval_episodes and jax.process_count() == 1:
-            greedy, per_member = evaluations.greedy(trained.state, say)
-            summary.update(greedy)
-            for member, per_seed in zip(summary.get("members", []), per_member):
-                member["final_greedy_return_mean"] = nanmean(per_seed)
-                member["final_greedy_return_per_seed"] = per_seed
-        if exploit is not None and trained.status == "finished":
-            summary["pbt"] = exploit.best(trained.state, trained.done)
-        if trained.diverged:
-            summary["diverged"] = {**trained.diverged, "last_finite_checkpoint": last_saved}
-        if self.writer:
-            rundir.write_summary(self.out, summary)
-        if trained.status == "interrupted":
-            raise Interrupted(f"stopped at update {trained.done}/{self.experiment.num_updates}; resume with "
-                              f"--resume {self.out}", trained.signum)
-        if trained.diverged:
-            d = trained.diverged
-            kept = (f"the last finite checkpoint, update {last_saved}, is kept" if last_saved is not None else
-                    "no checkpoint was written before it (set --checkpoint-every to keep some)")
-            raise Diverged(f"diverged at update {d['update']} ({d['what']} not finite in member {d['member']} "
-                           f"seed {d['seed']}): lower lr or set max_grad_norm; {kept}; see {self.out}/summary.json")
-        return {**summary, "out": str(self.out)}
+            hooks.checkpoints.close()
+        diverged = watch.diverged
+        return _Trained(state, status, diverged["update"] if diverged else done, run_s, diverged, stop.signum)
 
     def _stop_for_peer(self, error: BaseException) -> None:
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
@@ -303,29 +203,111 @@ class Run:
                                 f"stopped answering ({first[:160]}); {kept}: start every process again with "
                                 f"--resume {self.out}")
 
-    def _summary(self, history, done, compile_s, run_s, start, cache_dir, status) -> dict:
-        spec, ex = self.spec, self.experiment
-        returns = np.full((ex.num_runs, done), np.nan)
-        for r in history:
-            returns[run_index(r["member"], r["seed"], spec.num_seeds), r["update"] - 1] = r["episode_return"]
-        finals = final_returns(returns).reshape(len(ex.members), spec.num_seeds)
-        new_steps = (done - start) * ex.steps_per_update * ex.num_runs
-        summary = {
-            "env": spec.env, "algo": spec.algo, "status": status,
-            "total_timesteps": done * ex.steps_per_update, "planned_timesteps": ex.num_updates * ex.steps_per_update,
-            "num_seeds": spec.num_seeds, "seed": spec.seed,
-            "final_return_mean": float(finals[0].mean()),
-            "final_return_per_seed": [float(x) for x in finals[0]],
-            "compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
-            "steps_per_s": round(new_steps / max(run_s, 1e-9)),
-            "num_updates": done, "resumed_from_update": start if self.resume else None,
-            "compilation_cache": cache_dir, "config": spec.settings,
-        }
-        if spec.sweep:
-            summary["members"] = [{"settings": m, "final_return_mean": float(f.mean()),
-                                   "final_return_per_seed": [float(x) for x in f]}
-                                  for m, f in zip(ex.members, finals)]
-        return summary
+
+def _compile(ex: Any, longest: int, shared: bool) -> tuple[Callable, Callable, Any]:
+    """The compiled init and chunk programs, and the state's shapes (runs sharded over the plan's mesh;
+    plain jit on one device). A stop asked for meanwhile takes effect once XLA returns: nothing is lost,
+    run.json allows --resume."""
+    keys, configs = ex.inputs()
+    # init runs once: lowered with JAX's looped Threefry where that compiles faster (one run, unbatched:
+    # CartPole DQN 2.0 -> 1.1 s; batched it compiles slower), the same bits
+    unbatched = ex.num_runs == 1 and ex.plan.mesh is None  # one run, traced without vmap
+    with prng.looped() if unbatched else contextlib.nullcontext():
+        init_program = ex.init_fn.lower(keys, configs)
+    state_shape = ex.abstract_state()  # refuses a state that breaks the agent contract
+    # what every run shares enters each update as constants (no sweep, no PBT: one member)
+    config = ex.member_configs()[0] if len(ex.members) == 1 and shared else None
+    with chunk_lowering(ex.agent, unbatched):
+        chunk_program = ex.plan.jit(chunk_fn(ex.agent, longest, config, ex.algorithm.name),
+                                    in_axes=(0, None, None), metrics=True).lower(state_shape, 0, 0)
+    with ThreadPoolExecutor(1) as pool:  # the two programs compile side by side
+        compiling_init = pool.submit(init_program.compile)
+        chunk = chunk_program.compile()
+        init = compiling_init.result()
+    return (lambda: init(keys, configs)), chunk, state_shape
+
+
+def _start(out: Path, resume: bool, writer: bool, checkpointer: Checkpointer, state_shape: Any,
+           init: Callable, say: Callable[[str], None]) -> tuple[int, Any, list[dict]]:
+    """`(update, state, metric rows so far)`: a fresh start, or the newest readable checkpoint (--resume),
+    with the logs cut back to it."""
+    if not (resume and has_checkpoint(out)):
+        if resume and writer:
+            say(f"{out} holds no checkpoint yet: training it from update 0")
+            rundir.keep_rows_until(out, 0, [])
+        return 0, init(), []
+    start, state = checkpointer.restore(state_shape)
+    for step, why in checkpointer.skipped:
+        say(f"checkpoint {step} cannot be read ({why}); resuming from checkpoint {start}")
+    aside = checkpointer.set_aside_skipped() if writer else None
+    if checkpointer.skipped and jax.process_count() > 1:
+        processes.barrier("pjrl-set-aside")
+        checkpointer.reload()
+    if aside:
+        say(f"the unreadable checkpoints are kept in {aside}")
+    damaged: list[int] = []
+    history = [r for r in sinks.read_metrics(out, damaged) if r["update"] <= start]
+    if damaged:
+        say(f"metrics.jsonl: dropped {len(damaged)} damaged line(s) (lines {', '.join(map(str, damaged[:5]))})")
+    if writer:
+        rundir.keep_rows_until(out, start, history)
+    return start, state, history
+
+
+def _summary(spec: RunSpec, ex: Any, history: list[dict], trained: _Trained, start: int, compile_s: float,
+             cache_dir: str | None, resume: bool) -> dict:
+    """summary.json's entries from the logged rows (the greedy evaluation and PBT's best are added after)."""
+    done, run_s, status = trained.done, trained.run_s, trained.status
+    returns = np.full((ex.num_runs, done), np.nan)
+    for r in history:
+        returns[run_index(r["member"], r["seed"], spec.num_seeds), r["update"] - 1] = r["episode_return"]
+    finals = final_returns(returns).reshape(len(ex.members), spec.num_seeds)
+    new_steps = (done - start) * ex.steps_per_update * ex.num_runs
+    summary = {
+        "env": spec.env, "algo": spec.algo, "status": status,
+        "total_timesteps": done * ex.steps_per_update, "planned_timesteps": ex.num_updates * ex.steps_per_update,
+        "num_seeds": spec.num_seeds, "seed": spec.seed,
+        "final_return_mean": float(finals[0].mean()),
+        "final_return_per_seed": [float(x) for x in finals[0]],
+        "compile_s": round(compile_s, 3), "run_s": round(run_s, 3),
+        "steps_per_s": round(new_steps / max(run_s, 1e-9)),
+        "num_updates": done, "resumed_from_update": start if resume else None,
+        "compilation_cache": cache_dir, "config": spec.settings,
+    }
+    if spec.sweep:
+        summary["members"] = [{"settings": m, "final_return_mean": float(f.mean()),
+                               "final_return_per_seed": [float(x) for x in f]}
+                              for m, f in zip(ex.members, finals)]
+    return summary
+
+
+def _finish(summary: dict, trained: _Trained, hooks: _Hooks, out: Path, writer: bool, num_updates: int,
+            say: Callable[[str], None]) -> dict:
+    """Completes and writes RUN/summary.json, however training stopped; raises Interrupted or Diverged where it
+    stopped early."""
+    last_saved = hooks.checkpoints.last_saved
+    if trained.status == "finished" and hooks.evaluations.greedy_due():
+        greedy, per_member = hooks.evaluations.greedy(trained.state, say)
+        summary.update(greedy)
+        for member, per_seed in zip(summary.get("members", []), per_member):
+            member["final_greedy_return_mean"] = nanmean(per_seed)
+            member["final_greedy_return_per_seed"] = per_seed
+    if hooks.exploit is not None and trained.status == "finished":
+        summary["pbt"] = hooks.exploit.best(trained.state, trained.done)
+    if trained.diverged:
+        summary["diverged"] = {**trained.diverged, "last_finite_checkpoint": last_saved}
+    if writer:
+        rundir.write_summary(out, summary)
+    if trained.status == "interrupted":
+        raise Interrupted(f"stopped at update {trained.done}/{num_updates}; resume with --resume {out}",
+                          trained.signum)
+    if trained.diverged:
+        d = trained.diverged
+        kept = (f"the last finite checkpoint, update {last_saved}, is kept" if last_saved is not None else
+                "no checkpoint was written before it (set --checkpoint-every to keep some)")
+        raise Diverged(f"diverged at update {d['update']} ({d['what']} not finite in member {d['member']} "
+                       f"seed {d['seed']}): lower lr or set max_grad_norm; {kept}; see {out}/summary.json")
+    return {**summary, "out": str(out)}
 
 
 def train(spec: RunSpec, out: str | os.PathLike | None = None,
