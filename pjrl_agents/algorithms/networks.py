@@ -175,6 +175,17 @@ class NatureTorso(nn.Module):
 _TORSO_MODULES = {"cnn": ConvTorso, "nature": NatureTorso}
 
 
+def _set_up_heads(module) -> None:
+    """The actor and critic MLPs and heads (and a Gaussian's log std) of an actor-critic module, from its
+    `setup`: the feed-forward and the recurrent one name them alike, so their parameters read alike."""
+    module.actor_torso = MLP(module.hidden_sizes, module.activation)
+    module.actor_head = nn.Dense(module.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0))
+    module.critic_torso = MLP(module.hidden_sizes, module.activation)
+    module.critic_head = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))
+    if module.continuous:
+        module.log_std = module.param("log_std", constant(0.0), (module.action_dim,))
+
+
 class ActorCritic(nn.Module):
     """Separate actor and critic MLPs over the flattened observation, or over a shared CNN's
     features when `torso` is "cnn" or "nature" (`hidden_sizes=()` puts the heads right on them).
@@ -193,12 +204,7 @@ class ActorCritic(nn.Module):
     def setup(self):
         if self.torso in _TORSO_MODULES:
             self.conv_torso = _TORSO_MODULES[self.torso]()
-        self.actor_torso = MLP(self.hidden_sizes, self.activation)
-        self.actor_head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0))
-        self.critic_torso = MLP(self.hidden_sizes, self.activation)
-        self.critic_head = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))
-        if self.continuous:
-            self.log_std = self.param("log_std", constant(0.0), (self.action_dim,))
+        _set_up_heads(self)
 
     @property
     def shares_torso(self) -> bool:
@@ -261,12 +267,7 @@ class RecurrentActorCritic(nn.Module):
         # the recurrent kernels get this module's orthogonal init: flax's default (QR) deadlocks vmapped on CPU
         cell = nn.OptimizedLSTMCell if self.cell == "lstm" else nn.GRUCell
         self.core_cell = cell(self.memory_size, recurrent_kernel_init=orthogonal(1.0))
-        self.actor_torso = MLP(self.hidden_sizes, self.activation)
-        self.actor_head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), bias_init=constant(0.0))
-        self.critic_torso = MLP(self.hidden_sizes, self.activation)
-        self.critic_head = nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=constant(0.0))
-        if self.continuous:
-            self.log_std = self.param("log_std", constant(0.0), (self.action_dim,))
+        _set_up_heads(self)
 
     def embed(self, obs, batch_ndim: int = 1):
         """`(..., memory_size)` features of observations with `batch_ndim` leading axes."""
