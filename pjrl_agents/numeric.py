@@ -35,12 +35,14 @@ FINAL_WINDOW = 20
 """a run's final return is its mean over the last 1/FINAL_WINDOW of its updates (5 %)"""
 
 
-def final_returns(episode_return: np.ndarray) -> np.ndarray:
-    """Mean episodic return over the last 5% of updates, per run; NaN for a run none of whose episodes
-    ended there. Input `(runs, updates)`, NaN before the first episode ends."""
-    tail = np.asarray(episode_return, np.float64)[:, -max(1, episode_return.shape[1] // FINAL_WINDOW):]
-    seen = np.isfinite(tail)
-    return np.where(seen.any(1), np.where(seen, tail, 0.0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
+def final_returns(episode_return: Any, window: int = FINAL_WINDOW, xp: Any = np) -> Any:
+    """Mean episodic return over the last 1/`window` of updates, per run; NaN for a run none of whose
+    episodes ended there. Input `(runs, updates)`, NaN before the first episode ends. `xp=jax.numpy`
+    computes it inside a traced program (an evolution strategy's fitness), in the input's precision."""
+    x = np.asarray(episode_return, np.float64) if xp is np else episode_return
+    tail = x[:, -max(1, x.shape[1] // window):]
+    seen = xp.isfinite(tail)
+    return xp.where(seen.any(1), xp.where(seen, tail, 0.0).sum(1) / xp.maximum(seen.sum(1), 1), xp.nan)
 
 
 def run_index(member: int, seed: int, num_seeds: int) -> int:
