@@ -42,7 +42,7 @@ def _rows(run_dir: Path, metric: str) -> list[dict]:
     if evals and metric in evals[0]:
         return evals
     logged = [key for row in (rows[:1] + evals[:1]) for key in row if key not in KEYS]
-    raise KeyError(f"{run_dir} logged no {metric!r}; it has {', '.join(dict.fromkeys(logged))}")
+    raise ValueError(f"{run_dir} logged no {metric!r}; it has {', '.join(dict.fromkeys(logged))}")
 
 
 def _spec(run_dir: Path) -> dict:
@@ -157,14 +157,14 @@ def short_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def check_suffix(fig, out: str) -> None:
-    """ValueError naming the formats matplotlib writes, where `out` ends in none of them."""
+def check_suffix(fig, out: str, flag: str = "--out") -> None:
+    """ValueError naming `flag` and the formats matplotlib writes, where `out` ends in none of them."""
     formats = fig.canvas.get_supported_filetypes()
     suffix = Path(out).suffix.lower().lstrip(".")
     if suffix not in formats:
         import matplotlib.pyplot as plt
         plt.close(fig)
-        raise ValueError(f"--out {out}: cannot draw a .{suffix or '(no suffix)'} file; "
+        raise ValueError(f"{flag} {out}: cannot draw a .{suffix or '(no suffix)'} file; "
                          f"end it in one of .{', .'.join(sorted(formats))}")
 
 

@@ -58,10 +58,9 @@ def _check_image(path: str) -> None:
 
     from pjrl_agents.analysis.plot import check_suffix
     try:
-        check_suffix(plt.figure(), path)
+        check_suffix(plt.figure(), path, "--plot")
     except ValueError as e:
-        # check_suffix names the flag pjrl plot has, --out (analysis/plot.py); here the image is --plot's
-        raise ConfigError(str(e).replace("--out", "--plot", 1)) from None
+        raise ConfigError(str(e)) from None
 
 
 def register(sub) -> None:

@@ -31,8 +31,8 @@ def run(args) -> int:
     o = PlotOptions(**flags.read_fields(args, PlotOptions))
     try:
         print(plot(o.run_dirs, o.out, o.metric, o.smooth, o.aggregate, o.confidence))
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        raise ConfigError(e.args[0] if e.args else str(e)) from None  # a KeyError's message, not its repr
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
     return 0
 
 
