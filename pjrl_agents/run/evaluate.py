@@ -11,7 +11,8 @@ much as short ones; all runs step in one vmapped, jitted rollout. One rollout
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +44,8 @@ def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episod
 
     `start`: the `(state, timestep)` to begin from (default: a reset with a key
     split from `key`, after which the same keys follow as with an explicit start); with a policy's
-    `memory` (see `pjrl_envs.rollout`) it is `(state, timestep, memory)`. Runs jitted chunks of `chunk` steps, at most `max_steps`
-    env steps in all. Returns `{"returns", "lengths"}` of the first episodes
+    `memory` (see `pjrl_envs.rollout`) it is `(state, timestep, memory)`. Runs jitted chunks of
+    `chunk` steps, at most `max_steps` env steps in all. Returns `{"returns", "lengths"}` of the first episodes
     that ended, in the order they ended.
     """
     if start is None:
@@ -55,7 +56,9 @@ def episodes(env: pjrl_envs.VecEnv, policy: Callable, key: jax.Array, num_episod
     carry = start
     run = jax.jit(lambda carry, key: pjrl_envs.rollout(env, policy, key, chunk, start=carry, record=_ended,
                                                         memory=memory))
-    returns, lengths, steps = [], [], 0
+    returns: list[float] = []
+    lengths: list[float] = []
+    steps = 0
     while len(returns) < num_episodes and steps < max_steps:
         key, chunk_key = jax.random.split(key)
         carry, (done, ret, length) = run(carry, chunk_key)
@@ -159,7 +162,7 @@ def _keep_first(done: np.ndarray, values: tuple, into: tuple, seen: np.ndarray) 
 
 def summarise(returns: np.ndarray, lengths: np.ndarray) -> dict:
     """Per-run means of `(runs, episodes)` arrays (NaN entries left out), as JSON-ready lists."""
-    std = lambda r: float(np.std(r[np.isfinite(r)])) if np.isfinite(r).any() else float("nan")  # noqa: E731
+    std = lambda r: float(np.std(r[np.isfinite(r)])) if np.isfinite(r).any() else float("nan")
     return {"return_mean": [nanmean(r) for r in returns], "return_std": [std(r) for r in returns],
             "length_mean": [nanmean(r) for r in lengths], "episodes": np.isfinite(returns).sum(1).tolist()}
 
@@ -168,7 +171,7 @@ def evaluate(agent, params: Any, trained_env_state: Any, seed: int = 0, num_epis
     """The greedy and the sampled policy of one run (`params`, `trained_env_state` without a runs axis) under
     the protocol, as seed 0 of a run rooted at `seed`: `[greedy, sampled]`, each `{"episodes",
     "deterministic", "return_mean", "return_std", "length_mean"}`."""
-    one = lambda tree: jax.tree.map(lambda x: jnp.asarray(x)[None], tree)  # noqa: E731
+    one = lambda tree: jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
     out = evaluate_runs(agent, one(params), one(trained_env_state), eval_keys(seed, 1), num_episodes)
     results = []
     for name in POLICIES:

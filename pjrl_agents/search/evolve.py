@@ -245,8 +245,9 @@ def _write_best_settings(out: Path, search: Search, best: np.ndarray) -> None:
 def _save_state(out: Path, state, generation: int, best_fitness: float, best: np.ndarray) -> None:
     leaves = jax.tree.leaves(state)
     tmp = out / "state.tmp.npz"
-    np.savez(tmp, generation=generation, best_fitness=best_fitness, best=best,
-             **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
+    arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}
+    # numpy's stub types **kwds as if they could be allow_pickle
+    np.savez(tmp, generation=generation, best_fitness=best_fitness, best=best, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, out / "state.npz")
 
 
@@ -283,8 +284,9 @@ def evolve(spec: EvolveSpec | None, out: str | Path, resume: bool = False,
         say(f"resuming {out} at generation {first} of {spec.generations}")
     elif resume:
         (out / "generations.jsonl").unlink(missing_ok=True)
-    search.evaluate = search.evaluate.lower(jax.random.split(jax.random.PRNGKey(0), spec.num_seeds),
-                                            jnp.zeros((spec.population, search.dimension))).compile()
+    search.evaluate = search.evaluate.lower(  # type: ignore[assignment]  # the compiled program, called alike
+        jax.random.split(jax.random.PRNGKey(0), spec.num_seeds), jnp.zeros((spec.population, search.dimension))
+    ).compile()
     compile_s = time.perf_counter() - t0
     say(f"compiled {spec.population} candidates x {spec.num_seeds} seed(s) of {spec.total_timesteps:,} steps "
         f"on {spec.env} in {compile_s:.1f} s")
