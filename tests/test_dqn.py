@@ -130,7 +130,7 @@ class MaskedPayEnv(Env):
     def _timestep(self, mask, reward):
         f = jnp.zeros((), jnp.bool_)
         obs = mask.astype(jnp.float32)
-        return TimeStep(obs, reward, f, f, obs, mask, {})
+        return TimeStep(obs=obs, reward=reward, terminated=f, truncated=f, final_obs=obs, action_mask=mask, info={})
 
     def reset(self, key):
         mask = jax.random.uniform(key, (4,)) < P_LEGAL
@@ -174,8 +174,8 @@ class TwoStateLoop(Env):
 
     def _timestep(self, side, steps, reward):
         obs = jax.nn.one_hot(side, 2)
-        return TimeStep(obs, reward, jnp.zeros((), jnp.bool_), steps >= 3, obs,
-                        spaces.no_mask(self.action_space), {})
+        return TimeStep(obs=obs, reward=reward, terminated=jnp.zeros((), jnp.bool_), truncated=steps >= 3,
+                        final_obs=obs, action_mask=spaces.no_mask(self.action_space), info={})
 
     def reset(self, key):
         side, steps = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
@@ -235,6 +235,19 @@ def test_pjrl_train_dqn_writes_summary_and_metrics(tmp_path, monkeypatch):
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     for name in ("episode_return", "episode_length", "episodes", "loss", "q_value", "epsilon"):
         assert name in header
+
+
+@pytest.mark.slow
+def test_pjrl_train_reports_the_greedy_return_beside_the_exploring_one(capsys, tmp_path):
+    """Catch at 50k steps through `pjrl train`: exploration anneals over half the run, and the greedy policy
+    is scored apart."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "--algo", "dqn", "--env", "gymnax:Catch-bsuite", "--total-timesteps", "50000",
+                     "--no-tensorboard", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["epsilon_anneal_steps"] == 25_000
+    assert summary["final_greedy_return_mean"] >= 0.9  # a random policy scores about -0.6
+    assert summary["greedy_episodes"] == 10 and "final_greedy_return_mean" in capsys.readouterr().out
 
 
 def test_truncation_bootstrap_valued_at_replay_is_not_stale():

@@ -23,8 +23,6 @@ from pjrl_envs import wrappers
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.xdist_group("experiment")
 
-TINY = ["--total-timesteps", "8192", "--set", "num_steps=64", "--num-seeds", "2", "--quiet"]
-
 
 def _subprocess_env(**extra) -> dict:
     env = {**os.environ, **extra}
@@ -32,12 +30,10 @@ def _subprocess_env(**extra) -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def limited_run(tmp_path_factory):
-    """CartPole with its episodes cut at 50 steps, two seeds."""
-    out = tmp_path_factory.mktemp("experiment") / "limited"
-    assert cli.main(["train", *TINY, "--env-option", "max_steps_in_episode=50", "--out", str(out)]) == 0
-    return out
+@pytest.fixture
+def limited_run(finished_run):
+    """The shared finished run (tests/shared_run.py): CartPole with its episodes cut at 50 steps, two seeds."""
+    return finished_run
 
 
 def test_help_lists_every_setting_of_every_algorithm_with_its_default(capsys):
@@ -72,6 +68,7 @@ def test_algos_lists_ppo_and_dqn(capsys):
     (["--env-option", "max_steps=5"], ["no option max_steps", "max_steps_in_episode"]),
     (["--algo", "ppoo"], ["unknown algorithm 'ppoo'", "did you mean ppo"]),
     (["--config", "/nonexistent.yaml"], ["--config /nonexistent.yaml"]),
+    (["--sweep", "num_envs=4,8"], ["--sweep num_envs", "cannot be swept"]),
 ])
 def test_bad_flags_are_one_line_before_compiling(argv, words, capsys, tmp_path):
     code = cli.main(["train", "--out", str(tmp_path / "run"), *argv])
@@ -101,6 +98,7 @@ def test_env_option_reaches_the_adapter(limited_run):
     assert max(r["episode_length"] for r in rows) <= 50
 
 
+@pytest.mark.slow
 def test_env_option_for_pgx_opponent(tmp_path):
     out = tmp_path / "ttt"
     assert cli.main(["train", "--env", "pgx:tic_tac_toe", "--env-option", "opponent=random", "--total-timesteps",
@@ -108,6 +106,7 @@ def test_env_option_for_pgx_opponent(tmp_path):
     assert json.loads((out / "run.json").read_text())["env_options"] == {"opponent": "random"}
 
 
+@pytest.mark.slow
 def test_run_json_as_config_repeats_the_run_exactly(limited_run, tmp_path):
     again = tmp_path / "again"
     assert cli.main(["train", "--config", str(limited_run / "run.json"), "--out", str(again), "--quiet"]) == 0
@@ -200,6 +199,7 @@ ALGORITHM = dataclasses.replace(ppo.ALGORITHM, name="renamed_ppo")
 '''
 
 
+@pytest.mark.slow
 def test_an_algorithm_from_another_package_trains_by_name(tmp_path):
     site = tmp_path / "site"
     (site / "renamed_algo").mkdir(parents=True)

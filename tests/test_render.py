@@ -2,7 +2,6 @@
 import base64
 import json
 import re
-import sys
 import time
 import zlib
 
@@ -10,29 +9,27 @@ import jax
 import numpy as np
 import pytest
 
-import pjrl_envs
 from pjrl_agents import cli
 from pjrl_agents.run import evaluate
 from pjrl_agents.run import experiment
 from pjrl_agents.trained import render
 from pjrl_agents.run import runner
 from pjrl_agents.run.spec import RunSpec
-from pjrl_envs import MissingLibraryError, RenderError
+from tests import shared_run
 
 pytestmark = pytest.mark.xdist_group("render")
 
 
-@pytest.fixture(scope="module")
-def cartpole(tmp_path_factory):
-    """A tiny CartPole run: its deterministic policy keeps the pole up for a few dozen steps."""
-    out = tmp_path_factory.mktemp("render") / "cartpole"
-    runner.train(RunSpec(settings={"total_timesteps": 2048}, tensorboard=False), out=out, progress=None)
-    return out
+@pytest.fixture
+def cartpole(finished_run):
+    """The shared finished CartPole run (tests/shared_run.py), whose env cuts episodes at 50 steps."""
+    return finished_run
 
 
-def test_gif_of_one_deterministic_episode(cartpole, tmp_path, capsys):
+def test_gif_of_one_deterministic_episode(finished_run_copy, tmp_path, capsys):
     gif = tmp_path / "sub" / "episode.gif"
-    assert cli.main(["eval", str(cartpole), "--episodes", "2", "--render", str(gif)]) == 0
+    # a copy: the evaluation writes RUN/eval.json
+    assert cli.main(["eval", str(finished_run_copy), "--episodes", "2", "--render", str(gif)]) == 0
     out = capsys.readouterr().out
     assert "greedy" in out and "stochastic" in out  # the evaluation still reports
     steps = int(re.search(r"rendered one deterministic episode \((\d+) steps\)", out).group(1))
@@ -50,7 +47,7 @@ def test_rollout_is_one_whole_episode(cartpole):
     ex, state = experiment.load(cartpole)
     row = ex.row(state)
     states, n = render.episode_states(ex.agent, row.params, row.env_state, jax.random.PRNGKey(0), 500)
-    assert 1 < n < 500  # cut where the episode ended, before the time limit
+    assert 1 < n <= shared_run.MAX_EPISODE_STEPS  # cut where the episode ended, by the run's own time limit
     # env 0's states before each step, through the wrappers' states to gymnax's own
     theta = np.asarray(states.inner.theta)
     assert theta.shape == (n, 1)
@@ -75,21 +72,7 @@ def test_bad_extension_is_a_one_line_error_before_evaluating(cartpole, tmp_path,
     assert not (tmp_path / path).exists()
 
 
-def test_envs_say_what_they_draw():
-    pjrl_envs.make("gymnax:Breakout-MinAtar").check_render("out/a.GIF")
-    with pytest.raises(RenderError, match="gymnax:Reacher-misc"):
-        pjrl_envs.make("gymnax:Reacher-misc").check_render("a.gif")
-    with pytest.raises(RenderError, match="pgx:tic_tac_toe"):
-        pjrl_envs.make("pgx:tic_tac_toe").check_render("a.gif")
-
-
-def test_classic_control_without_pygame_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pygame", None)  # makes `import pygame` fail
-    with pytest.raises(MissingLibraryError, match="pygame"):
-        pjrl_envs.make("gymnax:CartPole-v1").check_render("a.gif")
-    pjrl_envs.make("gymnax:Breakout-MinAtar").check_render("a.gif")  # drawn by matplotlib alone
-
-
+@pytest.mark.slow
 def test_brax_html_holds_the_system_and_the_episode(tmp_path):
     pytest.importorskip("brax")
     t0 = time.perf_counter()
