@@ -1,6 +1,6 @@
 """The pgx adapter: two-player games as one learner against an opponent, time limits, options.
 
-Conformance (`check_env`) is in tests/test_conformance.py.
+Conformance (`check_env`) is in tests/test_conformance.py; bad options and PPO learning in tests/test_adapters.py.
 """
 import jax
 import jax.numpy as jnp
@@ -85,42 +85,7 @@ def test_time_limit_is_truncation():
     assert trunc2.all()
 
 
-def test_bad_options_name_the_allowed_values():
-    with pytest.raises(pjrl_envs.OptionError, match="'random'"):
-        pjrl_envs.make("pgx:tic_tac_toe", opponent="greedy")
-    with pytest.raises(pjrl_envs.OptionError, match="opponent, opponent_params, max_episode_steps"):
-        pjrl_envs.make("pgx:tic_tac_toe", oponent="random")
-    with pytest.raises(pjrl_envs.UnknownEnvError, match="pgx:tic_tac_toe"):
-        pjrl_envs.make("pgx:tictactoe")
-
-
-@pytest.mark.slow
-def test_masked_ppo_beats_the_random_opponent_without_an_illegal_move():
-    from pjrl_agents.algorithms import ppo
-    config = ppo.default_config("pgx:tic_tac_toe", total_timesteps=300_000)
-    env = pjrl_envs.make("pgx:tic_tac_toe", num_envs=config.num_envs)
-    state, metrics = jax.jit(ppo.make_train(config, env))(jax.random.PRNGKey(0))
-    final = float(np.mean(metrics["episode_return"][-10:]))
-    # a random player scores about 0.3 against a random opponent (win 1, draw 0, loss -1)
-    assert final >= 0.8, final
-
-    # the trained policy, sampled with its mask, over 4096 decisions: no illegal move
-    agent = ppo.PPO(config, env)
-
-    @jax.jit
-    def evaluate(params, key):
-        env_state, ts = env.reset(key)
-
-        def body(carry, k):
-            env_state, ts = carry
-            act_key, step_key = jax.random.split(k)
-            action = agent.act(params, ts.obs, ts.action_mask, act_key)
-            env_state, ts = env.step(env_state, action, step_key)
-            return (env_state, ts), (ts.info["illegal_action"], ts.reward, ts.terminated)
-
-        _, (illegal, reward, ended) = jax.lax.scan(body, (env_state, ts), jax.random.split(key, 64))
-        return illegal.sum(), reward.sum() / ended.sum()
-
-    illegal, mean_return = evaluate(state.params, jax.random.PRNGKey(1))
-    assert int(illegal) == 0
-    assert float(mean_return) >= 0.8, float(mean_return)
+def test_pgx_games_draw_nothing():
+    message = r"^cannot draw pgx:tic_tac_toe to \.gif; this env draws to: \(none\)$"
+    with pytest.raises(pjrl_envs.RenderError, match=message):
+        pjrl_envs.make("pgx:tic_tac_toe").check_render("a.gif")
