@@ -7,7 +7,7 @@ ARGS ?=
 # Test workers: one per core (XLA compiles single-threaded, so two workers use both cores).
 WORKERS ?= 2
 
-.PHONY: setup train test test-all lint bench table lock clean
+.PHONY: setup train test test-slow test-all lint bench table lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=python3.x (3.10-3.11)"; exit 1; }
@@ -22,10 +22,15 @@ setup: $(STAMP)
 train: setup
 	$(VENV)/bin/pjrl train $(ARGS)
 
+# the fast tier (a few minutes on 2 cores): every module, each adapter's conformance on at least one env
 test: setup
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q -m "not slow" $(ARGS)
 
-# the whole suite with check_env on every env of every installed library (see README)
+# the slow tier: learning runs, multi-process runs, examples and the heavy conformance envs
+test-slow: setup
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup -q -m slow $(ARGS)
+
+# both tiers, with check_env on every env of every installed library (see README)
 test-all: setup
 	PJRL_ALL_ENVS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup -q $(ARGS)
 

@@ -21,6 +21,20 @@ def pytest_addoption(parser):
                      help="run check_env on every env of every installed library (slow; also PJRL_ALL_ENVS=1)")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Keeps `xdist_group` working under `pytest -n --dist loadgroup` (the Makefile's): pytest-xdist 3.8
+    names a test's group by appending `@group` to `item._nodeid`, which pytest 9.2 no longer reads (it
+    keeps node ids in `item._id`), so every group was spread over the workers, and the module fixtures
+    the groups keep on one worker were built on each (pytest-dev/pytest-xdist#1386). This copies the
+    suffixed id across; it does nothing where xdist's id already took effect."""
+    for item in items:
+        suffixed = getattr(item, "_nodeid", None)
+        if isinstance(suffixed, str) and "@" in suffixed and item.nodeid != suffixed and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId
+            item._id = NodeId.parse(suffixed)
+
+
 @pytest.fixture(scope="session")
 def all_envs(request) -> bool:
     """True when the run checks every env (`--all-envs` or PJRL_ALL_ENVS=1)."""

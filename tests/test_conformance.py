@@ -3,7 +3,10 @@ each env's state must also survive a checkpoint save and restore.
 
 By default it checks every gymnax env, the custom adapter's example env and a
 representative few of each other library, chosen to cover their kinds of spaces
-and endings (each of those compiles for 10-60 s on a CPU). With `--all-envs` (or
+and endings (each of those compiles for 10-60 s on a CPU). The fast tier (`make
+test`, `-m "not slow"`) checks the ones each library names `fast`: one env of
+each library but playground, craftax and xminigrid, whose envs compile for 30 s
+or more; the others are marked `slow` (`make test-slow`). With `--all-envs` (or
 PJRL_ALL_ENVS=1) it checks every env of every installed library, less the
 exclusions below, each skipped with its reason; there an envpool env the adapter
 declines (NotImplementedError: a space it does not convert) or that needs a
@@ -39,6 +42,8 @@ class Library:
     num_steps: int
     representative: tuple[str, ...] | None
     """the env ids checked by default; None: every env, always"""
+    fast: tuple[str, ...]
+    """the env ids the fast tier checks, a cheap one where the library has one; the others are marked slow"""
     vmap_by_default: bool = True
     """`check_vmap` outside `--all-envs` (which always checks it)"""
     excluded: Callable[[list[str]], dict[str, str]] = lambda ids: {}
@@ -141,47 +146,52 @@ def _corridor_expect(env_id, env, report):
 
 
 LIBRARIES = {
-    "gymnax": Library("gymnax", num_envs=3, num_steps=120, representative=None, excluded=_gymnax_excluded),
-    "brax": Library("brax", num_envs=3, num_steps=90, representative=("fast", "inverted_pendulum"),
+    "gymnax": Library("gymnax", num_envs=3, num_steps=120, representative=None,
+                      fast=("CartPole-v1",), excluded=_gymnax_excluded),
+    "brax": Library("brax", num_envs=3, num_steps=90, representative=("fast", "inverted_pendulum"), fast=("fast",),
                     excluded=_brax_excluded, options=_brax_options, expect=_brax_expect),
     # one env per kind of action space: Discrete with a mask and a corrected bound (TSP), a joint
     # multi-discrete mask turned Discrete (Minesweeper), a per-choice multi-discrete mask (Cleaner)
     "jumanji": Library("jumanji", num_envs=3, num_steps=60,
-                       representative=("TSP-v1", "Minesweeper-v0", "Cleaner-v0"),
+                       representative=("TSP-v1", "Minesweeper-v0", "Cleaner-v0"), fast=("TSP-v1",),
                        vmap_by_default=False, excluded=_jumanji_excluded),
     # two players with masks; one player, stochastic
     # (minatar-asterix keeps an empty array in its state, which checkpoints must survive)
     "pgx": Library("pgx", num_envs=4, num_steps=60,
-                   representative=("tic_tac_toe", "minatar-breakout", "minatar-asterix"),
+                   representative=("tic_tac_toe", "minatar-breakout", "minatar-asterix"), fast=("tic_tac_toe",),
                    vmap_by_default=False, expect=_pgx_expect),
     # classic control, Box actions, Atari frames, MuJoCo (float64 on the host), dm_control (dict obs)
     "envpool": Library("envpool", num_envs=3, num_steps=60,
                        representative=("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "Pong-v5", "Breakout-v5",
-                                       "Hopper-v5", "CheetahRun-v1"),
+                                       "Hopper-v5", "CheetahRun-v1"), fast=("CartPole-v1",),
                        excluded=_envpool_excluded, options=lambda env_id: ENVPOOL_OPTIONS.get(env_id, {}),
                        expect=_envpool_expect),
     # DM Control through MJX (Menagerie's robots are not listed); the pendulum in --all-envs runs "fresh" resets
     "playground": Library("mujoco_playground", num_envs=3, num_steps=90, representative=("CartpoleBalance",),
-                          options=_playground_options, expect=_playground_expect),
+                          fast=(), options=_playground_options, expect=_playground_expect),
     # Craftax-Classic from symbols and from pixels, one env with its own world on every reset
     # (full Craftax compiles for ~2 min on a CPU: --all-envs only)
     "craftax": Library("craftax", num_envs=3, num_steps=60,
                        representative=("Craftax-Classic-Symbolic-v1", "Craftax-Classic-Pixels-v1"),
+                       fast=(),
                        vmap_by_default=False, expect=_craftax_expect,
                        options=lambda env_id: {"max_timesteps": 20, "resets": 3 if "Pixels" in env_id else 1}),
     # an Empty room (goal and time limit), a Door/Key one in a first-person view with its widened bounds,
     # dynamic obstacles (balls moved by the step key)
     "navix": Library("navix", num_envs=3, num_steps=120,
                      representative=("Navix-Empty-5x5-v0", "Navix-DoorKey-5x5-v0", "Navix-Dynamic-Obstacles-6x6-v0"),
+                     fast=("Navix-Empty-5x5-v0",),
                      vmap_by_default=False, options=_navix_options, expect=_navix_expect),
     # an open room (a short limit: both endings), keys and doors, a memory corridor
     "xminigrid": Library("xminigrid", num_envs=8, num_steps=120,
                          representative=("MiniGrid-EmptyRandom-5x5", "MiniGrid-DoorKey-5x5", "MiniGrid-MemoryS8"),
+                         fast=(),
                          vmap_by_default=False,
                          options=lambda env_id: {"max_steps": 20} if env_id == "MiniGrid-EmptyRandom-5x5" else {},
                          expect=_xminigrid_expect),
     # the worked example of docs/writing-an-adapter.md
-    "corridor": Library("", num_envs=8, num_steps=300, representative=("Corridor-v0",), expect=_corridor_expect),
+    "corridor": Library("", num_envs=8, num_steps=300, representative=("Corridor-v0",), fast=("Corridor-v0",),
+                        expect=_corridor_expect),
 }
 
 
@@ -208,9 +218,11 @@ def _params(name: str, everything: bool) -> list:
         reason = f"{lib.module} is not installed: pip install '{registry.get_adapter(name).requires}'"
         return [pytest.param(name, None, id=name, marks=pytest.mark.skip(reason=reason))]
     ids = _ids(name) if everything or lib.representative is None else list(lib.representative)
+    assert set(lib.fast) <= set(ids), lib.fast
     excluded = lib.excluded(ids)
     return [pytest.param(name, i, id=f"{name}:{i}",
-                         marks=[pytest.mark.skip(reason=excluded[i])] if i in excluded else [])
+                         marks=([pytest.mark.skip(reason=excluded[i])] if i in excluded else [])
+                         + ([] if i in lib.fast else [pytest.mark.slow]))
             for i in ids]
 
 

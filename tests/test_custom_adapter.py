@@ -73,6 +73,7 @@ def test_bad_option_names_the_options(corridor):
         pjrl_envs.make("corridor:Coridor-v0")
 
 
+@pytest.mark.slow
 def test_pjrl_train_learns_the_corridor_by_name(corridor, tmp_path):
     # A uniformly random (legal) policy reaches the end within 40 steps in ~15% of episodes:
     # mean return 0.15 (measured over 2000 steps x 256 envs). The optimal policy gets 1.

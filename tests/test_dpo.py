@@ -58,6 +58,7 @@ def test_dpo_is_an_algorithm_with_traced_drift_numbers(capsys):
     assert "alpha" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_dpo_balances_cartpole_with_its_alpha_swept(tmp_path):
     """PureJaxRL's CartPole settings, 500k steps, two drift scales in one compile."""
     summary = train(RunSpec(algo="dpo", settings={"total_timesteps": 500_000}, sweep=["alpha=2,4"],

@@ -250,6 +250,7 @@ def test_pjrl_train_reports_the_greedy_return_beside_the_exploring_one(capsys, t
     assert summary["greedy_episodes"] == 10 and "final_greedy_return_mean" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_truncation_bootstrap_valued_at_replay_is_not_stale():
     """On a probe worth exactly 10 everywhere and truncated every 10 steps, with a buffer holding the
     whole run, valuing V(final_obs) at replay time reaches 10 while stored values lag behind it."""

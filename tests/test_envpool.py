@@ -134,6 +134,7 @@ def test_each_task_is_listed_once_by_its_own_name():
     assert not {"envpool:Jumanji/Maze-v0", "envpool:phys2d/CartPole-v1", "envpool:highway-v0"} & set(names)
 
 
+@pytest.mark.slow
 def test_atari_example_runs(capsys):
     import importlib.util
     from pathlib import Path

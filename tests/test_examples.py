@@ -1,4 +1,5 @@
-"""Every script under examples/ runs end to end with a tiny budget, as a user would start it."""
+"""Every script under examples/ runs end to end with a tiny budget, as a user would start it (slow: each
+is a process that imports JAX and compiles a training run)."""
 import os
 import re
 import subprocess
@@ -32,6 +33,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_example_runs(case, tmp_path):
     argv, expected = CASES[case]

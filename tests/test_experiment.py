@@ -178,6 +178,7 @@ def test_evaluation_keys_are_apart_from_training_keys():
     assert not np.isclose(np.asarray(trained.obs), np.asarray(ts.obs)).any()
 
 
+@pytest.mark.slow
 def test_load_policy_applies_the_runs_normaliser(tmp_path):
     out = tmp_path / "norm"
     assert cli.main(["train", "--total-timesteps", "2048", "--set", "num_steps=64", "--normalize-obs", "--quiet",

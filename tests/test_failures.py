@@ -338,6 +338,7 @@ def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path):
     assert seen == [5, 10, 15, 20, 23]
 
 
+@pytest.mark.slow
 def test_nothing_is_reported_before_it_exists_and_rounding_is_said(tmp_path):
     from pjrl_agents.run import runner
     from pjrl_agents.run.spec import RunSpec

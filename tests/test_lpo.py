@@ -33,6 +33,7 @@ def test_the_initial_drift_is_the_quadratic_penalty():
     assert theta.shape == (lpo.NUM_PARAMS,) == (5 * 16 + 16 + 16 + 1,)
 
 
+@pytest.mark.slow
 def test_a_search_resumed_after_a_kill_repeats_the_uninterrupted_generations(tmp_path):
     spec = dict(population=4, total_timesteps=4096, settings={"num_steps": 32})
     whole = evolve.evolve(evolve.EvolveSpec(generations=3, **spec), tmp_path / "whole", progress=None)
@@ -53,13 +54,16 @@ def test_a_search_resumed_after_a_kill_repeats_the_uninterrupted_generations(tmp
     assert best == sorted(best)  # best so far never falls
 
 
-def test_train_with_the_objective_a_search_found(tmp_path, capsys):
+@pytest.mark.slow
+def test_train_with_the_objective_a_search_found(tmp_path):
     evolve.evolve(evolve.EvolveSpec(population=2, generations=1, total_timesteps=2048), tmp_path / "s", progress=None)
     out = tmp_path / "run"
     assert cli.main(["train", "--algo", "lpo", "--objective", str(tmp_path / "s"), "--env", "gymnax:Acrobot-v1",
                      "--total-timesteps", "2048", "--quiet", "--no-tensorboard", "--out", str(out)]) == 0
     assert json.loads((out / "run.json").read_text())["settings"]["objective"] == str(tmp_path / "s")
-    capsys.readouterr()
+
+
+def test_an_objective_that_is_not_a_search_and_an_odd_population_are_refused(tmp_path, capsys):
     assert cli.main(["train", "--algo", "lpo", "--objective", str(tmp_path / "nothing"), "--out",
                      str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()

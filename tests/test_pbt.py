@@ -79,6 +79,7 @@ def test_pbt_options_are_checked_before_compiling(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_pjrl_tune_trains_a_population_and_says_who_was_best(tmp_path, capsys):
     out = tmp_path / "pbt"
     assert cli.main(["tune", "--pbt-every", "5", "--fraction", "0.5", "--num-seeds", "4", "--total-timesteps",
@@ -98,6 +99,7 @@ def test_pjrl_tune_trains_a_population_and_says_who_was_best(tmp_path, capsys):
     assert spec.pbt is None and spec.settings["lr"] == best["settings"]["lr"]
 
 
+@pytest.mark.slow
 def test_resuming_a_population_repeats_its_exploit_steps_exactly(tmp_path):
     """A run cut back to its checkpoint at update 20 (as a kill leaves it) and resumed: the same lineage and
     the same returns as the run that went straight through."""
@@ -120,8 +122,8 @@ def test_resuming_a_population_repeats_its_exploit_steps_exactly(tmp_path):
     assert (whole / "pbt.jsonl").read_text() == (cut / "pbt.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_pjrl_tune_es_searches_settings_over_whole_runs(tmp_path, capsys):
-    from pjrl_agents.search import evolve
     out = tmp_path / "es"
     assert cli.main(["tune", "--method", "es", "--generations", "2", "--population", "4", "--perturb", "lr,gamma",
                      "--total-timesteps", "4096", "--set", "num_steps=32", "--quiet", "--out", str(out)]) == 0
@@ -131,6 +133,10 @@ def test_pjrl_tune_es_searches_settings_over_whole_runs(tmp_path, capsys):
     assert rows[1]["fitness_best_so_far"] >= rows[0]["fitness_best_so_far"]
     spec, _ = cli.parse_train(["--config", str(out / "best.json")])
     assert 0 < spec.settings["gamma"] < 1 and spec.settings["lr"] > 0 and spec.settings["num_steps"] == 32
+
+
+def test_es_searches_positive_settings_in_log_space_and_fractions_in_logit_space():
+    from pjrl_agents.search import evolve
     # the candidates' settings: positive ones in log space, [0, 1] ones in logit space, 0 = the default
     search = evolve.Search(evolve.EvolveSpec(population=2, total_timesteps=4096, algo="ppo", search="settings",
                                              names=["lr", "gamma"]))

@@ -84,15 +84,18 @@ class ImageBandit(Env):
     def reset(self, key):
         obs = jnp.zeros((6, 6, 1), jnp.float32)
         f = jnp.zeros((), jnp.bool_)
-        return (), TimeStep(obs, jnp.zeros(()), f, f, obs, self._mask, {"illegal": f})
+        return (), TimeStep(obs=obs, reward=jnp.zeros(()), terminated=f, truncated=f, final_obs=obs,
+                            action_mask=self._mask, info={"illegal": f})
 
     def step(self, state, action, key):
         obs = jnp.zeros((6, 6, 1), jnp.float32)
         reward = ((action[0] == 1) & (action[1] == 2)).astype(jnp.float32)
         t = jnp.ones((), jnp.bool_)
-        return (), TimeStep(obs, reward, t, ~t, obs, self._mask, {"illegal": action[1] == 0})
+        return (), TimeStep(obs=obs, reward=reward, terminated=t, truncated=~t, final_obs=obs,
+                            action_mask=self._mask, info={"illegal": action[1] == 0})
 
 
+@pytest.mark.slow
 def test_ppo_learns_a_multi_discrete_bandit_through_the_cnn():
     env = ImageBandit().to_vec(8)
     config = ppo.PPOConfig(total_timesteps=8 * 16 * 15, num_envs=8, num_steps=16, lr=3e-3, ent_coef=0.0)

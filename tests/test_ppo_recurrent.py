@@ -79,8 +79,8 @@ def test_the_loss_replays_the_rollout_exactly_from_whole_sequences(torso):
     state, (traj, _) = jax.jit(lambda s: jax.lax.scan(agent._env_step, s, jax.random.split(jax.random.PRNGKey(2), 64)))(
         state)
     assert np.asarray(traj.terminated | traj.truncated).sum() >= 4  # episodes end inside the rollout
-    batch = ppo.Batch(traj.obs, traj.mask, traj.action, traj.log_prob, traj.value, traj.value, traj.value,
-                      first_memory, traj.start)
+    batch = ppo.Batch(obs=traj.obs, mask=traj.mask, action=traj.action, log_prob=traj.log_prob, value=traj.value,
+                      advantage=traj.value, target=traj.value, memory=first_memory, start=traj.start)
     minibatches = jax.jit(agent._minibatches)(batch, agent._order(jax.random.PRNGKey(3)))
     obs = np.asarray(traj.obs)  # (T, B, 4)
     seen = []
@@ -107,6 +107,7 @@ def test_settings_that_cut_sequences_are_refused():
         ppo.validate(config)
 
 
+@pytest.mark.slow
 def test_memory_learns_memory_chain_where_the_mlp_cannot(tmp_path):
     """MemoryChain-bsuite (memory length 5): the context shown at the first step decides the reward
     at the last. A GRU remembers it; an MLP stays at chance (mean 0) at the same budget."""
@@ -122,6 +123,7 @@ def test_memory_learns_memory_chain_where_the_mlp_cannot(tmp_path):
     assert finals["mlp"] <= 0.5, finals
 
 
+@pytest.mark.slow
 def test_memory_balances_cartpole_without_its_velocities():
     """CartPole seen through positions only (`SelectObservation(env, (0, 2))`: cart position and pole
     angle, no velocities). A GRU infers the velocities and balances; an MLP cannot."""
@@ -139,6 +141,7 @@ def test_memory_balances_cartpole_without_its_velocities():
     assert greedy["mlp"].max() <= 150, greedy  # measured: 44, 39
 
 
+@pytest.mark.slow
 def test_a_pixel_env_trains_evaluates_and_resumes_with_memory(tmp_path, capsys):
     """MinAtar frames through the CNN torso into an LSTM, end to end: train, eval, load_policy."""
     from pjrl_agents import load_policy
@@ -159,28 +162,24 @@ def test_a_pixel_env_trains_evaluates_and_resumes_with_memory(tmp_path, capsys):
     assert np.all(np.asarray(policy.memory[0])[0] != 0)  # recomputed from zero, then stepped
 
 
-def test_sigkill_then_resume_of_a_recurrent_run_matches_the_uninterrupted_run(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-    train = [sys.executable, "-m", "pjrl_agents.cli", "train", "--quiet", "--no-tensorboard", "--eval-episodes", "0",
-             "--set", "torso=gru", "--set", "memory_size=16", "--total-timesteps", "20480", "--num-seeds", "2",
-             "--checkpoint-every", "4"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert subprocess.run(train + ["--out", str(whole)], capture_output=True, timeout=600).returncode == 0
-    proc = subprocess.Popen(train + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not [p for p in (killed / "checkpoints").glob("*") if p.name.isdigit()] and time.time() < deadline:
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it was killed"
-    res = subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--resume", str(killed), "--quiet"],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    a = json.loads((killed / "summary.json").read_text())
+@pytest.mark.slow
+def test_a_recurrent_run_resumed_from_a_checkpoint_matches_the_uninterrupted_run(tmp_path):
+    """A GRU run cut back to its checkpoint at update 20 of 40, as a kill leaves it (the kill itself is
+    tests/test_runs.py's), and resumed: memory and all, the same returns as the run that went straight through."""
+    import shutil
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli.main(["train", "--quiet", "--no-tensorboard", "--eval-episodes", "0", "--set", "torso=gru",
+                     "--set", "memory_size=16", "--total-timesteps", "20480", "--num-seeds", "2",
+                     "--checkpoint-every", "20", "--out", str(whole)]) == 0
+    shutil.copytree(whole, cut)
+    (cut / "summary.json").unlink()
+    shutil.rmtree(cut / "checkpoints" / "40")
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir() if p.name.isdigit()) == ["20"]
+    # the rows past the checkpoint are what a killed run wrote after it; resume drops them
+    assert cli.main(["train", "--resume", str(cut), "--quiet"]) == 0
+    a = json.loads((cut / "summary.json").read_text())
     b = json.loads((whole / "summary.json").read_text())
-    assert a["resumed_from_update"] > 0
+    assert a["resumed_from_update"] == 20
     np.testing.assert_allclose(a["final_return_per_seed"], b["final_return_per_seed"], rtol=1e-5)
+    rows = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["seed"], r["update"]) for r in rows) == [(s, u) for s in (0, 1) for u in range(1, 41)]

@@ -26,6 +26,7 @@ def cartpole(finished_run):
     return finished_run
 
 
+@pytest.mark.slow
 def test_gif_of_one_deterministic_episode(finished_run_copy, tmp_path, capsys):
     gif = tmp_path / "sub" / "episode.gif"
     # a copy: the evaluation writes RUN/eval.json

@@ -39,13 +39,15 @@ def _env(devices: int) -> dict:
     return env
 
 
-# Runs in a subprocess that sees 4 CPU devices; prints one JSON line.
+# Runs in a subprocess that sees 4 CPU devices; prints one JSON line. Its second argument names what to do:
+# "errors" (refusals, before compiling), "seeds_on_D" (4 seeds on D devices), "envs_on_4" (one seed's envs
+# over 4 devices, long enough to learn), "rnn" (recurrent PPO: seeds over 2 devices, one seed's envs over 4).
 FOUR_DEVICES = r"""
 import json, sys
 from pjrl_agents.run import runner
 from pjrl_agents.config import ConfigError
 from pjrl_agents.run.spec import RunSpec
-out = sys.argv[1]
+out, parts = sys.argv[1], sys.argv[2].split(",")
 res = {"errors": {}}
 
 def error(name, **kw):
@@ -54,51 +56,67 @@ def error(name, **kw):
     except ConfigError as e:
         res["errors"][name] = str(e)
 
-error("seeds", num_seeds=3, devices=4)
-error("members", num_seeds=3, sweep=["lr=1e-3,1e-4"], devices=4)
-error("envs", num_seeds=1, settings=dict(num_envs=6), devices=4)
-error("minibatches", num_seeds=1, settings=dict(num_envs=8, num_steps=3, num_minibatches=4), devices=4)
-error("too_many", devices=5)
+if "errors" in parts:
+    error("seeds", num_seeds=3, devices=4)
+    error("members", num_seeds=3, sweep=["lr=1e-3,1e-4"], devices=4)
+    error("envs", num_seeds=1, settings=dict(num_envs=6), devices=4)
+    error("minibatches", num_seeds=1, settings=dict(num_envs=8, num_steps=3, num_minibatches=4), devices=4)
+    error("too_many", devices=5)
 
-# a host env (stepped through callbacks, as envpool is) gets one device per process
-import jax, pjrl_envs
-from pjrl_agents.run import devices
-from pjrl_agents.run import processes
-from pjrl_agents.run import xla_cpu
+    # a host env (stepped through callbacks, as envpool is) gets one device per process
+    import jax, pjrl_envs
+    from pjrl_agents.run import devices
 
-class HostEnv(type(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4))):
-    host_callbacks = True
+    class HostEnv(type(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4))):
+        host_callbacks = True
 
-host = HostEnv(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4).env, 4)
-try:
-    devices.plan(4, num_envs=4, num_seeds=4).check_env(host)
-except ConfigError as e:
-    res["errors"]["host_env"] = str(e)
+    host = HostEnv(pjrl_envs.make("gymnax:CartPole-v1", num_envs=4).env, 4)
+    try:
+        devices.plan(4, num_envs=4, num_seeds=4).check_env(host)
+    except ConfigError as e:
+        res["errors"]["host_env"] = str(e)
 
 small = dict(total_timesteps=4 * 64 * 8, num_envs=4, num_steps=64)  # 8 updates
-for d in (4, 2, 1):  # one and two seeds per device
-    runner.train(RunSpec(settings=small, num_seeds=4, seed=7, devices=d), out=f"{out}/seeds_on_{d}", progress=None)
-s = runner.train(RunSpec(settings=dict(total_timesteps=98304, num_envs=64, num_steps=32, lr=3e-3), num_seeds=1,
-                         devices=4, chunks=8), out=f"{out}/envs_on_4", progress=None)
-res["learned"] = {k: s[k] for k in ("final_return_mean", "total_timesteps", "num_updates")}
-rnn = dict(small, torso="gru", memory_size=16)  # recurrent PPO: seeds over 2 devices, one seed's envs over 4
-for d in (2, 1):
-    runner.train(RunSpec(settings=rnn, num_seeds=4, seed=7, devices=d, eval_episodes=0), out=f"{out}/rnn_seeds_on_{d}",
-                 progress=None)
-s = runner.train(RunSpec(settings=dict(rnn, num_envs=16, total_timesteps=16 * 64 * 4), devices=4, eval_episodes=2),
-                 out=f"{out}/rnn_envs_on_4", progress=None)
-res["rnn_envs"] = {k: s[k] for k in ("status", "num_updates", "final_greedy_return_mean")}
+for d in (4, 2, 1):  # one and two seeds per device; compared by their training curves alone
+    if f"seeds_on_{d}" in parts:
+        runner.train(RunSpec(settings=small, num_seeds=4, seed=7, devices=d, eval_episodes=0, tensorboard=False),
+                     out=f"{out}/seeds_on_{d}", progress=None)
+if "envs_on_4" in parts:
+    s = runner.train(RunSpec(settings=dict(total_timesteps=98304, num_envs=64, num_steps=32, lr=3e-3), num_seeds=1,
+                             devices=4, chunks=8), out=f"{out}/envs_on_4", progress=None)
+    res["learned"] = {k: s[k] for k in ("final_return_mean", "total_timesteps", "num_updates")}
+if "rnn" in parts:
+    rnn = dict(small, torso="gru", memory_size=16)
+    for d in (2, 1):
+        runner.train(RunSpec(settings=rnn, num_seeds=4, seed=7, devices=d, eval_episodes=0),
+                     out=f"{out}/rnn_seeds_on_{d}", progress=None)
+    s = runner.train(RunSpec(settings=dict(rnn, num_envs=16, total_timesteps=16 * 64 * 4), devices=4, eval_episodes=2),
+                     out=f"{out}/rnn_envs_on_4", progress=None)
+    res["rnn_envs"] = {k: s[k] for k in ("status", "num_updates", "final_greedy_return_mean")}
 print(json.dumps(res))
 """
 
 
-@pytest.fixture(scope="module")
-def four_devices(tmp_path_factory):
-    out = tmp_path_factory.mktemp("four_devices")
-    res = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(out)], env=_env(4), cwd=ROOT,
+def _on_four_devices(out: Path, *parts: str) -> dict:
+    res = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(out), ",".join(parts)], env=_env(4), cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    return out, json.loads(res.stdout.strip().splitlines()[-1])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    """The refusals on 4 devices, each before anything compiles (the fast tier's)."""
+    out = tmp_path_factory.mktemp("four_devices")
+    return out, _on_four_devices(out, "errors")
+
+
+@pytest.fixture(scope="module")
+def four_devices_runs(tmp_path_factory):
+    """The runs on 4 devices (the slow tier's): 4 seeds on 4, 2 and 1, a learning run with one seed's envs
+    over 4, recurrent PPO."""
+    out = tmp_path_factory.mktemp("four_devices_runs")
+    return out, _on_four_devices(out, "seeds_on_4", "seeds_on_2", "seeds_on_1", "envs_on_4", "rnn")
 
 
 def _curves(run_dir: Path) -> dict:
@@ -109,9 +127,10 @@ def _curves(run_dir: Path) -> dict:
             for k in ("episode_return", "loss", "entropy")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", [4, 2])
-def test_seeds_sharded_over_devices_equal_one_device(four_devices, devices):
-    out, _ = four_devices
+def test_seeds_sharded_over_devices_equal_one_device(four_devices_runs, devices):
+    out, _ = four_devices_runs
     sharded, single = _curves(out / f"seeds_on_{devices}"), _curves(out / "seeds_on_1")
     assert sharded["episode_return"].shape == (4, 8)
     for k in sharded:
@@ -122,8 +141,9 @@ def test_seeds_sharded_over_devices_equal_one_device(four_devices, devices):
     assert json.loads((out / f"seeds_on_{devices}" / "summary.json").read_text())["total_timesteps"] == 4 * 64 * 8
 
 
-def test_recurrent_ppo_shards_seeds_and_envs(four_devices):
-    out, res = four_devices
+@pytest.mark.slow
+def test_recurrent_ppo_shards_seeds_and_envs(four_devices_runs):
+    out, res = four_devices_runs
     sharded, single = _curves(out / "rnn_seeds_on_2"), _curves(out / "rnn_seeds_on_1")
     for k in sharded:
         np.testing.assert_allclose(sharded[k], single[k], rtol=1e-4, atol=1e-4, err_msg=k)
@@ -131,8 +151,9 @@ def test_recurrent_ppo_shards_seeds_and_envs(four_devices):
     assert res["rnn_envs"]["final_greedy_return_mean"] > 5
 
 
-def test_one_seed_with_envs_split_over_four_devices_learns(four_devices):
-    _, res = four_devices
+@pytest.mark.slow
+def test_one_seed_with_envs_split_over_four_devices_learns(four_devices_runs):
+    _, res = four_devices_runs
     learned = res["learned"]
     assert learned["total_timesteps"] == 98304 and learned["num_updates"] == 98304 // (64 * 32)
     # a random policy averages about 22 steps on CartPole
@@ -152,6 +173,7 @@ def test_counts_that_do_not_divide_are_refused_before_compiling(four_devices):
     assert "one pool per process" in errors["host_env"] and "--devices 1" in errors["host_env"]
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_agent_and_only_process_0_writes(tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -180,6 +202,7 @@ def test_two_processes_train_one_agent_and_only_process_0_writes(tmp_path):
     assert not (tmp_path / "p1" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_train_then_eval_and_load_policy_on_two_devices(tmp_path):
     """One seed, its envs split over 2 devices: eval and load_policy rebuild it through the same builder."""
     out = tmp_path / "two"
@@ -203,6 +226,7 @@ def test_train_then_eval_and_load_policy_on_two_devices(tmp_path):
     assert len(json.loads(res.stdout.strip().splitlines()[-1])) == 3
 
 
+@pytest.mark.slow
 def test_a_pbt_population_sharded_over_two_devices_equals_one_device(tmp_path):
     """The exploit/explore step gathers members across devices and puts them back on the chunk's layout."""
     args = [sys.executable, "-m", "pjrl_agents.cli", "tune", "--num-seeds", "4", "--pbt-every", "5",
@@ -270,6 +294,7 @@ def two_process_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_killed_then_resumed_equal_an_uninterrupted_run(two_process_run, tmp_path):
     out = tmp_path / "killed"
     procs = _start_two(tmp_path, TWO + ["--out", str(out)])
@@ -302,6 +327,7 @@ def test_two_processes_killed_then_resumed_equal_an_uninterrupted_run(two_proces
     assert res.returncode == 0 and len(json.loads(res.stdout.strip().splitlines()[-1])) == 3, res.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_when_one_process_dies_the_other_stops_in_one_line_and_both_resume(two_process_run, tmp_path):
     out = tmp_path / "one"
     procs = _start_two(tmp_path, TWO + ["--out", str(out)])
