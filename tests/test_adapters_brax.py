@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("brax")
 
-import pjrl_envs  # noqa: E402
-from pjrl_envs.testing import check_env  # noqa: E402
+import pjrl_envs
+from pjrl_envs.testing import check_env
 
 SLOW = "compiles a physics env (~25 s); --all-envs (or PJRL_ALL_ENVS=1) runs it"
 

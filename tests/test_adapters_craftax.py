@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("craftax")
 
-import pjrl_envs  # noqa: E402
+import pjrl_envs
 
 LIMIT = 5
 NUM_ENVS = 4

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("jumanji")
 
-import pjrl_envs  # noqa: E402
-from pjrl_adapters import jumanji as jumanji_adapter  # noqa: E402
+import pjrl_envs
+from pjrl_adapters import jumanji as jumanji_adapter
 
 
 def test_every_jumanji_env_is_listed():

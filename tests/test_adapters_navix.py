@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("navix")
 
-import pjrl_envs  # noqa: E402
-from pjrl_adapters import navix as navix_adapter  # noqa: E402
-from pjrl_envs.testing import check_env  # noqa: E402
+import pjrl_envs
+from pjrl_adapters import navix as navix_adapter
+from pjrl_envs.testing import check_env
 
 EMPTY = "Navix-Empty-5x5-v0"
 # Empty-5x5: the player starts at (1, 1) facing east, the goal is at (3, 3).

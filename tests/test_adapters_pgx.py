@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("pgx")
 
-import pjrl_envs  # noqa: E402
+import pjrl_envs
 
 
 def test_every_pgx_env_is_listed():

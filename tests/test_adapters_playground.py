@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("mujoco_playground")
 
-import pjrl_envs  # noqa: E402
-from pjrl_adapters import playground as adapter  # noqa: E402
-from pjrl_envs.testing import check_env  # noqa: E402
+import pjrl_envs
+from pjrl_adapters import playground as adapter
+from pjrl_envs.testing import check_env
 
 SLOW = "compiles a physics env (1-2 min); --all-envs (or PJRL_ALL_ENVS=1) runs it"
 

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("xminigrid")
 
-import pjrl_envs  # noqa: E402
-from pjrl_adapters import xminigrid as xminigrid_adapter  # noqa: E402
+import pjrl_envs
+from pjrl_adapters import xminigrid as xminigrid_adapter
 
 FORWARD, RIGHT, LEFT = 0, 1, 2
 

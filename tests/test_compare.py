@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from pjrl_agents import cli
-from pjrl_agents.analysis import compare
-from pjrl_agents.analysis import plot
+from pjrl_agents.analysis import compare, plot
 
 
 def fake_run(path, env="gymnax:CartPole-v1", algo="ppo", per_seed=(100.0, 200.0), settings=None, members=None,
@@ -42,7 +41,8 @@ def test_one_env_groups_hold_the_raw_returns_and_the_gap_below_cartpoles_target(
     np.testing.assert_array_equal(group.matrix[:, 0], [100, 200, 300, 400, 500])
     assert group.estimates["mean"][0] == pytest.approx(300.0)
     assert group.estimates["iqm"][0] == pytest.approx(300.0)  # trim_mean cuts 1 of 5 from each end: 200,300,400
-    # normalised by (22.5, 500): (x - 22.5) / 477.5, clipped at 1; gap = 1 - mean = 1 - (77.5+177.5+277.5+377.5+477.5)/5/477.5
+    # normalised by (22.5, 500): (x - 22.5) / 477.5, clipped at 1;
+    # gap = 1 - mean = 1 - (77.5+177.5+277.5+377.5+477.5)/5/477.5
     expected_gap = 1 - np.mean([(x - 22.5) / 477.5 for x in (100, 200, 300, 400, 500)])
     assert group.estimates["optimality_gap"][0] == pytest.approx(expected_gap)
     low, high = group.estimates["mean"][1:]

@@ -19,8 +19,9 @@ import dataclasses
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -246,6 +247,7 @@ def corridor():
 def check_checkpoint(env, directory) -> None:
     """The env's state after a step survives a checkpoint save and restore, and steps on identically."""
     import jax
+
     from pjrl_agents.run.checkpoint import Checkpointer
     key = jax.random.PRNGKey(1)
     reset, step = jax.jit(env.reset), jax.jit(env.step)

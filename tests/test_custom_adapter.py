@@ -6,11 +6,11 @@ import importlib
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import jax.numpy as jnp
 import pytest
+import tomllib
 
 import pjrl_envs
 from pjrl_agents import cli

@@ -6,13 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pjrl_agents import cli
-from pjrl_agents import algorithms
-from pjrl_agents.algorithms import dpo
-from pjrl_agents.algorithms import ppo
+from pjrl_agents import algorithms, cli
+from pjrl_agents.algorithms import dpo, ppo
 from pjrl_agents.config import ConfigError
-from pjrl_agents.run.spec import RunSpec
 from pjrl_agents.run.runner import train
+from pjrl_agents.run.spec import RunSpec
 
 
 def drift(r, a, alpha=2.0, beta=0.6):

@@ -24,8 +24,8 @@ CASES = {
     "tictactoe": (["pgx_tictactoe.py", "--total-timesteps", "512", "--num-envs", "8", "--games", "40"],
                   r"greedy  policy, 40 games vs random: win [\d.]+%  draw [\d.]+%  loss [\d.]+% .*illegal moves 0\)"),
     "evolve": (["evolve_objective.py", "--generations", "2", "--population", "2", "--total-timesteps", "2048"],
-               r"meta-training on gymnax:CartPole-v1: 2 generations.*\n.*initial drift: greedy return .*\n"
-               r".*discovered drift: greedy return"),
+               (r"meta-training on gymnax:CartPole-v1: 2 generations.*\n.*initial drift: greedy return .*\n"
+                r".*discovered drift: greedy return")),
     "pbt": (["pbt.py", "--total-timesteps", "20480", "--population", "4"],
             r"best member \d: \{\"lr\": [\d.e-]+, \"ent_coef\": [\d.e-]+\}; greedy return of the population"),
     "jumanji": (["jumanji_ppo.py", "--total-timesteps", "512", "--num-envs", "8", "--episodes", "2"],

@@ -14,10 +14,8 @@ import pytest
 
 import pjrl_envs
 from pjrl_agents import cli, load_policy
-from pjrl_agents.algorithms import dqn
-from pjrl_agents.run import evaluate
-from pjrl_agents.run import experiment
-from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms import dqn, ppo
+from pjrl_agents.run import evaluate, experiment
 from pjrl_envs import wrappers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +89,7 @@ def test_env_option_reaches_the_adapter(limited_run):
     ex, state = experiment.load(limited_run)
     assert ex.env.max_episode_steps == 50 and ex.spec.env_options == {"max_steps_in_episode": 50}
     row = ex.row(state, seed=1)
-    out = evaluate.episodes(ex.agent.env, lambda obs, mask, key: ex.agent.act(row.params, obs, mask), 
+    out = evaluate.episodes(ex.agent.env, lambda obs, mask, key: ex.agent.act(row.params, obs, mask),
                             jax.random.PRNGKey(0), 16)
     assert out["lengths"].max() <= 50 and out["returns"].max() <= 50
     rows = [json.loads(line) for line in (limited_run / "metrics.jsonl").read_text().splitlines()]

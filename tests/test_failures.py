@@ -117,6 +117,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(capsys, t
 def test_divergence_after_a_checkpoint_keeps_it_and_eval_refuses_nan_parameters(capsys, tmp_path, monkeypatch):
     """Parameters turned NaN at update 6 of 8 (checkpoints every 4): checkpoint 4 stays the latest."""
     import jax.numpy as jnp
+
     from pjrl_agents.algorithms import ppo
     real_update = ppo.PPO.update
 
@@ -318,8 +319,8 @@ def test_a_signal_while_compiling_leaves_a_run_that_resumes(tmp_path, sig, code)
 
 
 def test_checkpoints_land_on_multiples_of_checkpoint_every(tmp_path):
-    from pjrl_agents.run.spec import RunSpec
     from pjrl_agents.run import runner
+    from pjrl_agents.run.spec import RunSpec
     out = tmp_path / "run"
     seen = []
     from pjrl_agents.run import checkpoint

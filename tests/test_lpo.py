@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from pjrl_agents import cli
-from pjrl_agents.search import evolve
 from pjrl_agents.algorithms import lpo
 from pjrl_agents.config import ConfigError
+from pjrl_agents.search import evolve
 
 
 def test_every_drift_is_zero_with_zero_gradient_at_ratio_one():
     for seed in range(5):  # any theta: the (r - 1)^2 factor guarantees it
         theta = jax.random.normal(jax.random.PRNGKey(seed), (lpo.NUM_PARAMS,))
         for a in (-2.0, 0.3, 4.0):
-            d = lambda r: lpo.drift(theta, r, jnp.log(r), a)  # noqa: E731
+            d = lambda r: lpo.drift(theta, r, jnp.log(r), a)
             assert float(d(1.0)) == 0.0 and float(jax.grad(d)(1.0)) == 0.0
             assert float(d(1.7)) >= 0.0 and float(d(0.4)) >= 0.0
             # so the objective's gradient at ratio 1 is PPO's: the advantage
@@ -45,10 +45,11 @@ def test_a_search_resumed_after_a_kill_repeats_the_uninterrupted_generations(tmp
     with open(cut / "generations.jsonl", "a") as f:
         f.write('{"generation": 1, "fitness_mean": 0.0, "fitnes')  # a row cut off mid-write
     evolve.evolve(None, cut, resume=True, progress=None)
-    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                           for line in path.read_text().splitlines()]
     assert strip(cut / "generations.jsonl") == strip(tmp_path / "whole" / "generations.jsonl")
-    np.testing.assert_array_equal(np.load(cut / "best_objective.npy"), np.load(tmp_path / "whole" / "best_objective.npy"))
+    np.testing.assert_array_equal(np.load(cut / "best_objective.npy"),
+                                  np.load(tmp_path / "whole" / "best_objective.npy"))
     assert whole["generation"] == 2
     best = [r["fitness_best_so_far"] for r in strip(tmp_path / "whole" / "generations.jsonl")]
     assert best == sorted(best)  # best so far never falls

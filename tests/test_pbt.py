@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pjrl_agents import cli
-from pjrl_agents.search import pbt
 from pjrl_agents.algorithms import ppo
 from pjrl_agents.config import ConfigError, stack_configs
+from pjrl_agents.search import pbt
 
 
 class State(NamedTuple):

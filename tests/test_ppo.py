@@ -7,9 +7,9 @@ import pytest
 
 import pjrl_envs
 from pjrl_agents.algorithms import ppo
+from pjrl_agents.algorithms.distributions import Categorical
 from pjrl_agents.algorithms.shared import permutation
 from pjrl_agents.config import ConfigError
-from pjrl_agents.algorithms.distributions import Categorical
 from pjrl_agents.numeric import final_returns
 
 

@@ -1,13 +1,12 @@
 """PPO's multi-discrete actions (per-block masks) and its CNN torso, on a tiny bandit."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pjrl_agents.algorithms import ppo
 from pjrl_agents.algorithms.distributions import MultiCategorical
-import flax.linen as nn
-import pytest
-
 from pjrl_agents.algorithms.networks import NatureTorso, PatchConv, choose_torso
 from pjrl_envs import spaces
 from pjrl_envs.core import Env

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from pjrl_agents import cli
-from pjrl_agents.run import evaluate
-from pjrl_agents.run import experiment
-from pjrl_agents.trained import render
-from pjrl_agents.run import runner
+from pjrl_agents.run import evaluate, experiment, runner
 from pjrl_agents.run.spec import RunSpec
+from pjrl_agents.trained import render
 from tests import shared_run
 
 pytestmark = pytest.mark.xdist_group("render")

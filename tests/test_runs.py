@@ -169,6 +169,7 @@ def test_sinks_write_what_tensorboard_and_json_read_back(tmp_path):
     and leaves out the others; JSONL holds null for them; CSV has six significant digits; mean rows
     are the mean over seeds and are not written to the files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from pjrl_agents.run import sinks
     rows = [{"member": 0, "seed": s, "update": u, "step": 512 * u, "loss": 0.1 * u + s / 3,
              "episode_return": float("nan") if u == 1 else 1e3 * s + u} for u in (1, 2) for s in (0, 1)]
@@ -228,9 +229,10 @@ def test_a_chunk_keeps_what_every_run_shares_unbatched():
     one config, its numbers are shared); vmapped as the state comes in, it would be a select."""
     import jax
     import jax.extend
+
     from pjrl_agents.run import loop
-    from pjrl_agents.run.spec import RunSpec
     from pjrl_agents.run.experiment import build
+    from pjrl_agents.run.spec import RunSpec
 
     def conds(jaxpr) -> int:
         n = 0

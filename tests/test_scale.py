@@ -20,9 +20,9 @@ import pytest
 
 from pjrl_agents import cli
 from pjrl_agents.algorithms import ppo
-from pjrl_agents.algorithms.shared import episode_metrics
 from pjrl_agents.algorithms.distributions import Categorical
 from pjrl_agents.algorithms.networks import ActorCritic
+from pjrl_agents.algorithms.shared import episode_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.xdist_group("scale")
@@ -208,8 +208,8 @@ def test_train_then_eval_and_load_policy_on_two_devices(tmp_path):
     out = tmp_path / "two"
     cmd = [sys.executable, "-m", "pjrl_agents.cli"]
     res = subprocess.run(cmd + ["train", "--total-timesteps", "4096", "--num-envs", "8", "--set", "num_steps=32",
-                                "--devices", "2", "--quiet", "--out", str(out)], env=_env(2), cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+                                "--devices", "2", "--quiet", "--out", str(out)], env=_env(2), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["devices"] == 2
     res = subprocess.run(cmd + ["eval", str(out), "--episodes", "3"], env=_env(2), cwd=ROOT, capture_output=True,
@@ -319,7 +319,8 @@ def test_two_processes_killed_then_resumed_equal_an_uninterrupted_run(two_proces
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(json.loads((tmp_path / "eval.json").read_text())["members"][0]["greedy"]["per_seed"]["return_mean"]) == 2
-    code = ("import json, sys, jax, pjrl_envs; from pjrl_agents import load_policy; p = load_policy(sys.argv[1], seed=1); "
+    code = ("import json, sys, jax, pjrl_envs; from pjrl_agents import load_policy; "
+            "p = load_policy(sys.argv[1], seed=1); "
             "_, ts = pjrl_envs.make('gymnax:CartPole-v1', num_envs=3).reset(jax.random.PRNGKey(0)); "
             "print(json.dumps(p(ts.obs).tolist()))")
     res = subprocess.run([sys.executable, "-c", code, str(out)], env=_env(1), cwd=ROOT, capture_output=True,
@@ -346,8 +347,8 @@ def test_when_one_process_dies_the_other_stops_in_one_line_and_both_resume(two_p
 
 def test_a_process_that_cannot_see_the_run_directory_stops_every_process(tmp_path, monkeypatch):
     """Process 1's side of the check: process 0 published a directory that is not on storage process 1 sees."""
-    from pjrl_agents.run import processes
     from pjrl_agents.config import ConfigError
+    from pjrl_agents.run import processes
     store = {"pjrl/run_dir": f"ok\n{tmp_path / 'elsewhere'}\ntoken"}
 
     class Client:
@@ -361,7 +362,8 @@ def test_a_process_that_cannot_see_the_run_directory_stops_every_process(tmp_pat
     monkeypatch.setattr(global_state, "client", Client())
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(jax, "process_index", lambda: 1)
-    with pytest.raises(ConfigError, match="process 1 cannot see the run directory .*elsewhere.*storage all hosts mount"):
+    with pytest.raises(ConfigError,
+                       match="process 1 cannot see the run directory .*elsewhere.*storage all hosts mount"):
         processes.shared_directory(tmp_path / "mine")
     assert store["pjrl/sees/1"] == "no"
     # and where it sees process 0's token, it takes process 0's directory
@@ -492,7 +494,8 @@ print(json.dumps({"flags": os.environ.get("XLA_FLAGS"), "user": xla_cpu.USER_XLA
 
 @pytest.mark.parametrize("user", [None, "--xla_cpu_enable_concurrency_optimized_scheduler=true"])
 def test_importing_pjrl_agents_adds_its_xla_cpu_flags_unless_the_user_named_them(user):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env.pop("XLA_FLAGS", None)
     if user:
         env["XLA_FLAGS"] = user

@@ -1,4 +1,5 @@
-"""Aggregate statistics and stratified-bootstrap intervals (`pjrl_agents.analysis.stats`), by hand and against rliable."""
+"""Aggregate statistics and stratified-bootstrap intervals (`pjrl_agents.analysis.stats`), by hand and against
+rliable."""
 from __future__ import annotations
 
 import numpy as np
@@ -215,7 +216,7 @@ def test_matches_rliable_directly():
     pytest.importorskip("rliable")
     try:
         from rliable import library, metrics
-    except Exception as e:  # rliable's dependency `arch` fails to import against some pandas releases
+    except Exception as e:  # noqa: BLE001 - rliable's dependency `arch` fails to import against some pandas releases
         pytest.skip(f"rliable does not import here: {e}")
     fns = {"mean": metrics.aggregate_mean, "median": metrics.aggregate_median,
            "iqm": metrics.aggregate_iqm, "optimality_gap": metrics.aggregate_optimality_gap}
