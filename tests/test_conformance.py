@@ -5,8 +5,9 @@ By default it checks every gymnax env, the custom adapter's example env and a
 representative few of each other library, chosen to cover their kinds of spaces
 and endings (each of those compiles for 10-60 s on a CPU). The fast tier (`make
 test`, `-m "not slow"`) checks the ones each library names `fast`: one env of
-each library but playground, craftax and xminigrid, whose envs compile for 30 s
-or more; the others are marked `slow` (`make test-slow`). With `--all-envs` (or
+each library but pgx (whose semantics tests are fast), playground, craftax and
+xminigrid, whose checks take 15-100 s of CPU each; the others are marked `slow`
+(`make test-slow`). With `--all-envs` (or
 PJRL_ALL_ENVS=1) it checks every env of every installed library, less the
 exclusions below, each skipped with its reason; there an envpool env the adapter
 declines (NotImplementedError: a space it does not convert) or that needs a
@@ -159,7 +160,7 @@ LIBRARIES = {
     # two players with masks; one player, stochastic
     # (minatar-asterix keeps an empty array in its state, which checkpoints must survive)
     "pgx": Library("pgx", num_envs=4, num_steps=60,
-                   representative=("tic_tac_toe", "minatar-breakout", "minatar-asterix"), fast=("tic_tac_toe",),
+                   representative=("tic_tac_toe", "minatar-breakout", "minatar-asterix"), fast=(),
                    vmap_by_default=False, expect=_pgx_expect),
     # classic control, Box actions, Atari frames, MuJoCo (float64 on the host), dm_control (dict obs)
     "envpool": Library("envpool", num_envs=3, num_steps=60,

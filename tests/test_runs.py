@@ -111,15 +111,16 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path):
     assert os.listdir(tmp_path) == []  # nothing written
 
 
-def test_no_readable_checkpoint_is_a_clear_error(finished_run_copy):
+def test_no_readable_checkpoint_is_a_clear_error(finished_run_copy, capsys):
     out = finished_run_copy
     (out / "summary.json").unlink()  # as if killed before it finished
     for f in (out / "checkpoints").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    res = _run(TRAIN + ["--resume", str(out)])
-    assert res.returncode == 2 and "can be read" in res.stderr and "Traceback" not in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "can be read" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_unwritable_out_fails_at_start(tmp_path):
