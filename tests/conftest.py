@@ -11,7 +11,7 @@ import pytest
 
 from tests import shared_run
 
-# `pjrl train` makes each CPU core a device (distributed.use_cpu_cores); the suite already runs one worker per
+# `pjrl train` makes each CPU core a device (run.xla_cpu.use_cpu_cores); the suite already runs one worker per
 # core, so the runs it starts keep one device unless a test asks for more (tests/test_scale.py does).
 os.environ.setdefault("PJRL_CPU_DEVICES", "1")
 

@@ -509,13 +509,11 @@ def test_importing_pjrl_agents_adds_its_xla_cpu_flags_unless_the_user_named_them
 SCHEDULER = r"""
 import hashlib, json, os, subprocess, sys
 import pjrl_agents
-from pjrl_agents.run import devices
-from pjrl_agents.run import processes
-from pjrl_agents.run import xla_cpu
 from pjrl_agents import algorithms
-runs, devices, algo = int(sys.argv[1]), (None if sys.argv[2] == "-" else int(sys.argv[2])), sys.argv[3]
+from pjrl_agents.run import devices, xla_cpu
+runs, count, algo = int(sys.argv[1]), (None if sys.argv[2] == "-" else int(sys.argv[2])), sys.argv[3]
 xla_cpu.use_cpu_cores()
-plan = devices.plan(devices, 4, runs, concurrent_runs=algorithms.get(algo).concurrent_runs)
+plan = devices.plan(count, 4, runs, concurrent_runs=algorithms.get(algo).concurrent_runs or xla_cpu.CONCURRENT_RUNS)
 import jax, jax.numpy as jnp
 def probe(a, b):  # two independent chains: XLA's concurrency-optimised scheduler orders them otherwise
     x, y = a, b
@@ -523,7 +521,7 @@ def probe(a, b):  # two independent chains: XLA's concurrency-optimised schedule
         x, y = jnp.tanh(x @ a), jnp.tanh(y @ b)
     return x.sum() + y.sum()
 text = jax.jit(probe).lower(jnp.ones((64, 64)), jnp.ones((64, 64))).compile().as_text()
-child = subprocess.run([sys.executable, "-c", "from pjrl_agents import distributed; print(xla_cpu.USER_XLA_FLAGS)"],
+child = subprocess.run([sys.executable, "-c", "from pjrl_agents.run import xla_cpu; print(xla_cpu.USER_XLA_FLAGS)"],
                        capture_output=True, text=True, env=os.environ).stdout.strip()
 print(json.dumps({"devices": plan.num_devices, "on": xla_cpu.cpu_scheduler_on(), "child_user_flags": child,
                   "side_by_side": xla_cpu.cpu_kernels_side_by_side(),
@@ -557,7 +555,7 @@ def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_dev
     pjrl's flag from the user's."""
     from pjrl_agents import algorithms
     from pjrl_agents.run import xla_cpu
-    assert xla_cpu.CONCURRENT_RUNS == algorithms.get("ppo").concurrent_runs == 32
+    assert algorithms.get("ppo").concurrent_runs is None and xla_cpu.CONCURRENT_RUNS == 32  # None: the default
     assert algorithms.get("dqn").concurrent_runs == 16
     flag = xla_cpu.SCHEDULER_FLAG
     few, many, one_device = _scheduler_run(16, None), _scheduler_run(64, None), _scheduler_run(32, 1)
