@@ -547,6 +547,7 @@ def _scheduler_run(runs, devices, user=None, algo="ppo"):
     return _run_on_two_cores(SCHEDULER, runs, devices or "-", algo, user=user)
 
 
+@pytest.mark.slow
 def test_a_plan_made_before_jax_starts_sets_the_cpu_scheduler_for_the_runs_a_device_holds():
     """Below `CONCURRENT_RUNS` runs a device XLA's concurrency-optimised scheduler stays off; from it on, on
     (64 seeds over 2 core devices, 32 vmapped on one), or from the algorithm's own count (DQN: 16 on one
