@@ -103,7 +103,9 @@ class PQNConfig:
 
 # Per-env defaults (as RL Zoo keeps them), from purejaxql (github.com/mttga/purejaxql, purejaxql/config/alg/).
 # CartPole is pqn_cartpole.yaml spelled out (its REW_SCALE 0.1 is reward_scale; epsilon anneals over 0.2 of
-# the run, its EPS_DECAY).
+# the run, its EPS_DECAY). Measured here with these defaults: 2 seeds x 500k steps, vmapped, on a 2-core CPU (another
+# job beside it): greedy return 500 and 500 (32 episodes each), exploring return 462 and 436 over the last 5% of
+# updates (epsilon 0.2); compile 6.0 s, run 32.8 s.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "gymnax:CartPole-v1": dict(total_timesteps=500_000, num_envs=32, num_steps=64, num_epochs=4, num_minibatches=16,
                                hidden_sizes=(256, 256), lr=1e-4, anneal_lr=True, max_grad_norm=10.0, gamma=0.99,
