@@ -144,8 +144,9 @@ class TrainCommand:
     """What users run: `pjrl train --algo ALGO --num-seeds SEEDS` (files and TensorBoard on), each call a
     new process sharing one fresh persistent cache: the first call compiles cold, the others warm."""
 
-    def __init__(self, steps: int, seeds: int = 1, algo: str = "ppo"):
-        self.args = ["--algo", algo, "--total-timesteps", str(steps), "--num-seeds", str(seeds), "--quiet"]
+    def __init__(self, steps: int, seeds: int = 1, algo: str = "ppo", env: str | None = None):
+        self.args = ["--algo", algo, "--total-timesteps", str(steps), "--num-seeds", str(seeds), "--quiet",
+                     *(["--env", env] if env else [])]
         self._tmp = tempfile.TemporaryDirectory()
         self._env = {**os.environ, "PJRL_CACHE_DIR": os.path.join(self._tmp.name, "cache")}
         self._runs = 0

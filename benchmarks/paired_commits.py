@@ -29,11 +29,10 @@ CONFIGS = {
 # Runs `pjrl` from the tree first on sys.path. A tree from before the algorithms package registers its
 # algorithms by hand, since the installed entry points name this checkout's modules.
 LAUNCH = """
-import sys
-sys.path.insert(0, sys.argv.pop(1))
-try:
-    import pjrl_agents.algorithms.contract
-except ImportError:
+import os, sys
+tree = sys.argv.pop(1)
+sys.path.insert(0, tree)
+if not os.path.isdir(os.path.join(tree, "pjrl_agents", "algorithms")):
     from pjrl_agents import algorithm, dqn, ppo
     algorithm.register(ppo.ALGORITHM)
     algorithm.register(dqn.ALGORITHM)

@@ -8,7 +8,7 @@ import pytest
 
 import pjrl_envs
 from pjrl_agents import cli
-from pjrl_agents.algorithms import dqn
+from pjrl_agents.algorithms import dqn, values
 from pjrl_agents.config import ConfigError
 from pjrl_envs import spaces
 from pjrl_envs.core import Env
@@ -103,13 +103,13 @@ def test_continuous_actions_name_ppo(capsys):
 def test_epsilon_greedy_keeps_to_legal_actions_each_equally_likely():
     q = jnp.tile(jnp.array([[0.0, 1.0, 9.0, 3.0]]), (20000, 1))  # the best action, 2, is illegal
     mask = jnp.tile(jnp.array([[True, True, False, True]]), (20000, 1))
-    explore = np.asarray(dqn.epsilon_greedy(KEY, q, mask, 1.0))
+    explore = np.asarray(values.epsilon_greedy(KEY, q, mask, 1.0))
     assert set(explore.tolist()) == {0, 1, 3}
     np.testing.assert_allclose(np.bincount(explore, minlength=4) / 20000, [1 / 3, 1 / 3, 0, 1 / 3], atol=0.015)
-    greedy = np.asarray(dqn.epsilon_greedy(KEY, q, mask, 0.0))
+    greedy = np.asarray(values.epsilon_greedy(KEY, q, mask, 0.0))
     assert (greedy == 3).all()
     # eps 0.3: a random legal action 30 % of the time, which is not the greedy one 2/3 of those times
-    some = np.asarray(dqn.epsilon_greedy(KEY, q, mask, 0.3))
+    some = np.asarray(values.epsilon_greedy(KEY, q, mask, 0.3))
     np.testing.assert_allclose(np.bincount(some, minlength=4) / 20000, [0.1, 0.1, 0, 0.8], atol=0.015)
 
 
@@ -275,16 +275,16 @@ def test_replay_values_one_observation_per_row_with_the_targets_of_valuing_every
     state = jax.jit(lambda k: jax.lax.fori_loop(0, 30, lambda i, s: agent.update(s)[0], agent.init(k)))(KEY)
     key = jax.random.PRNGKey(3)
     batch = jax.tree.map(lambda x: x[0], agent._sample(state.buffer, key, state.target_params))
+    next_value = values.masked_max(batch.q_next, batch.next_mask)
     ours = dqn.td_target(batch.reward, batch.terminated, batch.truncated,
-                         jnp.broadcast_to(dqn.masked_max(batch.q_next, batch.next_mask)[:, None], batch.reward.shape),
-                         dqn.masked_max(batch.q_next, batch.next_mask), config.gamma)
-    seq = agent.buffer.sample(state.buffer, key).experience  # the same draw, every observation valued
+                         jnp.broadcast_to(next_value[:, None], batch.reward.shape), next_value, config.gamma)
+    seq = agent.buffer.sample(state.buffer, key)  # the same draw, every observation valued
     seq = jax.tree.map(lambda x: x[:256], seq)  # the first gradient step's rows
     q = lambda obs: agent.network.apply(state.target_params, obs)
-    final = jnp.stack([dqn.masked_max(q(seq.final_obs[:, k]), jnp.ones((len(seq.reward), 2), bool))
+    final = jnp.stack([values.masked_max(q(seq.final_obs[:, k]), jnp.ones((len(seq.reward), 2), bool))
                        for k in range(n_step)], 1)
     by_hand = dqn.td_target(seq.reward[:, :n_step], seq.terminated[:, :n_step], seq.truncated[:, :n_step], final,
-                            dqn.masked_max(q(seq.obs[:, n_step]), seq.mask[:, n_step]), config.gamma)
+                            values.masked_max(q(seq.obs[:, n_step]), seq.mask[:, n_step]), config.gamma)
     first_ended = np.argmax(np.asarray(seq.terminated | seq.truncated)[:, :n_step], 1)
     assert np.asarray(seq.truncated)[np.arange(256), first_ended].sum() > 10  # rows that bootstrap from final_obs
     np.testing.assert_allclose(ours, by_hand, rtol=1e-6, atol=1e-6)

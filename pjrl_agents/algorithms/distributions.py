@@ -133,3 +133,27 @@ class MultiCategorical:
 
     def mode(self, logits, mask=None):
         return jnp.stack([Categorical.mode(block, m) for block, m in self._blocks(logits, mask)], -1)
+
+
+class TanhGaussian:
+    """`(mean, log_std)`, each `(B, D)`, of a Gaussian whose samples `u` are squashed to `tanh(u)` in
+    (-1, 1)^D (SAC's policy). Log-probabilities are of the squashed action: the Gaussian's, less
+    `sum log(1 - tanh(u)^2)`, computed as `2 (log 2 - u - softplus(-2u))`, which stays finite where
+    `tanh(u)` rounds to 1."""
+
+    @staticmethod
+    def sample_and_log_prob(key, params):
+        """`(action (B, D), log_prob (B,))`, differentiable in `params` (the reparameterisation trick)."""
+        mean, log_std = params
+        u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+        return jnp.tanh(u), TanhGaussian.log_prob_of_presquash(params, u)
+
+    @staticmethod
+    def log_prob_of_presquash(params, u):
+        """The log-probability of the action `tanh(u)`, from the Gaussian sample `u` itself."""
+        correction = 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+        return DiagGaussian.log_prob(params, u) - correction.sum(-1)
+
+    @staticmethod
+    def mode(params, mask=None):
+        return jnp.tanh(params[0])

@@ -4,7 +4,7 @@
     train = make_train(DQNConfig(), env)
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 8))  # 8 seeds, one compile
 
-A replay buffer on device (flashbax's trajectory buffer: one time axis per env,
+A replay buffer on device (`replay.Replay`, flashbax's trajectory buffer: one time axis per env,
 so n-step sequences are contiguous slices), epsilon-greedy exploration on a
 linear schedule, a target network (hard copies or Polyak averaging), double-Q
 and n-step returns as options, Huber or squared loss. TD targets bootstrap from
@@ -21,19 +21,18 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, cast
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from flax.linen.initializers import constant
 
 from pjrl_agents.algorithms.contract import Agent, Algorithm, Hints
-from pjrl_agents.algorithms.networks import MLP, flatten_obs
+from pjrl_agents.algorithms.replay import Replay, check_sizes
 from pjrl_agents.algorithms.shared import clip_gradients, learning_rate, update_metrics, wrap_env
 from pjrl_agents.algorithms.shared import make_train as _make_train
+from pjrl_agents.algorithms.values import QNetwork, epsilon_greedy, linear_epsilon, masked_argmax, masked_max
 from pjrl_agents.config import ConfigError, check_settings, divisors, intervals, make_config, require_positive, static
-from pjrl_envs import MissingLibraryError, spaces
+from pjrl_envs import spaces
 from pjrl_envs.core import VecEnv
 
 
@@ -151,13 +150,7 @@ def validate(config: DQNConfig, env: VecEnv | None = None) -> None:
     check_settings(config, RANGES)
     require_positive(config, "total_timesteps", "num_envs", "num_steps", "buffer_size", "batch_size",
                      "train_interval", "target_update_interval", "n_step")
-    if config.buffer_size < config.batch_size:
-        raise ConfigError(f"buffer_size={config.buffer_size} is smaller than one batch "
-                          f"(batch_size={config.batch_size}); raise buffer_size or lower batch_size")
-    if config.buffer_size // config.num_envs < config.n_step + 1:
-        raise ConfigError(f"buffer_size={config.buffer_size} holds {config.buffer_size // config.num_envs} steps "
-                          f"per env, too few for n_step={config.n_step}; raise buffer_size to at least "
-                          f"{(config.n_step + 1) * config.num_envs}")
+    check_sizes(config.buffer_size, config.batch_size, config.num_envs, config.n_step + 1)
     if config.steps_per_update % config.train_interval:
         ok = [d for d in divisors(config.steps_per_update) if d <= 1000]
         raise ConfigError(f"train_interval={config.train_interval} does not divide num_envs x num_steps = "
@@ -188,25 +181,7 @@ def validate(config: DQNConfig, env: VecEnv | None = None) -> None:
                               "use --algo ppo")
 
 
-# ---------------------------------------------------------------- network, state, transitions
-
-
-class QNetwork(nn.Module):
-    """An MLP over the flattened observation with one output per action: `(B, A)`.
-
-    Weights start as flax's default (LeCun normal), biases at zero: PureJaxRL's dqn.py network,
-    and CleanRL's and SB3's DQN start from their framework's default too. (pjrl's orthogonal init
-    is a Newton-Schulz loop per layer: one CartPole seed's training compiled 0.3-0.4 s slower with it.)
-    """
-
-    action_dim: int
-    hidden_sizes: tuple = (120, 84)
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, obs):
-        x = MLP(self.hidden_sizes, self.activation, orthogonal_init=False)(flatten_obs(obs))
-        return nn.Dense(self.action_dim, bias_init=constant(0.0))(x)
+# ---------------------------------------------------------------- state, transitions
 
 
 class Transition(NamedTuple):
@@ -260,31 +235,9 @@ class DQNState(NamedTuple):
 # ---------------------------------------------------------------- pure maths
 
 
-def masked_max(q, mask):
-    """max over legal actions of `q` `(N, A)` with `mask` `(N, A)` bool; returns `(N,)`."""
-    return jnp.where(mask, q, -jnp.inf).max(-1)
-
-
-def masked_argmax(q, mask):
-    """argmax over legal actions; returns `(N,)` int32."""
-    return jnp.argmax(jnp.where(mask, q, -jnp.inf), -1).astype(jnp.int32)
-
-
 def epsilon(config: DQNConfig, timesteps):
     """Linear decay from epsilon_start to epsilon_finish over epsilon_anneal_steps, then flat."""
-    frac = jnp.minimum(timesteps / config.epsilon_anneal_steps, 1.0)
-    return config.epsilon_start + frac * (config.epsilon_finish - config.epsilon_start)
-
-
-def epsilon_greedy(key, q, mask, eps):
-    """With probability `eps` a uniformly random legal action, else the greedy legal one. `(N,)`.
-
-    One draw of `A + 1` uniforms a row: the first chooses whether to explore, the largest of the
-    others over the legal actions which action (each legal action equally likely).
-    """
-    u = jax.random.uniform(key, q.shape[:-1] + (q.shape[-1] + 1,))
-    random_action = masked_argmax(u[..., 1:], mask)
-    return jnp.where(u[..., 0] < eps, random_action, masked_argmax(q, mask))
+    return linear_epsilon(config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_steps, timesteps)
 
 
 def td_target(reward, terminated, truncated, final_value, next_value, gamma):
@@ -350,19 +303,13 @@ class DQN(Agent):
             raise ConfigError("DQN cannot split one seed's envs over devices; use --num-seeds N (seeds split "
                               "over devices) or --devices 1")
         validate(config, env)
-        try:
-            import flashbax  # only DQN needs it
-        except ImportError:
-            raise MissingLibraryError("DQN's replay buffer needs flashbax: pip install 'flashbax==0.1.3'") from None
         self.config = config
         self.env = wrap_env(env)
         self.action_space = env.action_space
         self.network = QNetwork(env.action_space.n, tuple(config.hidden_sizes), config.activation)
         self.optimizer = optax.scale_by_adam()
-        self.buffer = flashbax.make_trajectory_buffer(
-            add_batch_size=config.num_envs, sample_batch_size=config.gradient_steps * config.batch_size,
-            sample_sequence_length=config.n_step + 1, period=1, min_length_time_axis=config.n_step + 1,
-            max_length_time_axis=config.buffer_size // config.num_envs)
+        self.buffer = Replay(config.buffer_size, config.num_envs, config.gradient_steps * config.batch_size,
+                             config.n_step + 1)
         self.num_updates = config.num_updates
         self.steps_per_update = config.steps_per_update
         # the target network values each batch inside its gradient step, not an update's batches in one pass
@@ -437,8 +384,7 @@ class DQN(Agent):
         one pass, unless the gradient steps value their own (`value_in_step`).
         """
         n, shape = self.config.n_step, (self.config.gradient_steps, self.config.batch_size)
-        seq = self.buffer.sample(buffer, key).experience  # leaves (G * N, n_step + 1, ...)
-        seq = jax.tree.map(lambda x: x.reshape(shape + x.shape[1:]), seq)
+        seq = self.buffer.sample(buffer, key, shape)  # leaves (G, N, n_step + 1, ...)
         terminated, truncated = seq.terminated[:, :, :n], seq.truncated[:, :, :n]
         next_obs, next_mask, final_value = jax.tree.map(lambda x: x[:, :, n], seq.obs), seq.mask[:, :, n], None
         if self.config.bootstrap == "replay":
@@ -484,7 +430,7 @@ class DQN(Agent):
             q_final = cast(jax.Array, self.network.apply(state.target_params, flat))  # as in `_sample`
             final_value = self._next_value(state.params, q_final, flat, jnp.ones(q_final.shape, jnp.bool_))
             traj = traj._replace(final_value=final_value.reshape(traj.reward.shape))
-        buffer = self.buffer.add(state.buffer, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj))
+        buffer = self.buffer.add(state.buffer, traj)
 
         # LEARN, once learning_starts env steps are in and the buffer holds a full n-step sequence
         warm = sizes.num_envs * (sizes.n_step + 1)

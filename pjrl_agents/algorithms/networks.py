@@ -50,13 +50,18 @@ class MLP(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     orthogonal_init: bool = True
+    layer_norm: bool = False
+    """LayerNorm after each dense layer, before its activation (PQN's network; SAC and TD3 critics may use it)"""
 
     @nn.compact
     def __call__(self, x):
         act = _ACTIVATIONS[self.activation]
         init = orthogonal(np.sqrt(2)) if self.orthogonal_init else nn.initializers.lecun_normal()
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size, kernel_init=init, bias_init=constant(0.0))(x))
+            x = nn.Dense(size, kernel_init=init, bias_init=constant(0.0))(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = act(x)
         return x
 
 
@@ -296,3 +301,74 @@ class RecurrentActorCritic(nn.Module):
         memory, y = self.core(memory, self.embed(obs))
         actor, value = self.heads(y)
         return memory, actor, value
+
+
+# ---------------------------------------------------------------- continuous actor-critic (SAC, TD3)
+
+
+def _features(obs, action=None) -> jax.Array:
+    """The flattened observation, with a flattened action `(B, ...)` after it if given."""
+    x = flatten_obs(obs)
+    if action is None:
+        return x
+    return jnp.concatenate([x, action.reshape(action.shape[0], -1).astype(jnp.float32)], -1)
+
+
+class _QHead(nn.Module):
+    hidden_sizes: Sequence[int]
+    activation: str
+    layer_norm: bool
+
+    @nn.compact
+    def __call__(self, x):
+        x = MLP(self.hidden_sizes, self.activation, orthogonal_init=False, layer_norm=self.layer_norm)(x)
+        return nn.Dense(1, bias_init=constant(0.0))(x)[..., 0]
+
+
+class QCritics(nn.Module):
+    """`num` independent Q(s, a) MLPs (an ensemble, one parameter set each, stacked on a leading axis):
+    `(obs (B, ...), action (B, D)) -> (num, B)`. Flax's default init (LeCun normal), as CleanRL's and
+    rejax's SAC and TD3 critics start from their framework's default."""
+
+    num: int = 2
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs, action):
+        ensemble = nn.vmap(_QHead, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
+                           out_axes=0, axis_size=self.num)
+        return ensemble(tuple(self.hidden_sizes), self.activation, self.layer_norm, name="critics")(
+            _features(obs, action))
+
+
+class GaussianActor(nn.Module):
+    """A state-dependent diagonal Gaussian `(mean, log_std)`, each `(B, D)`, for a tanh-squashed policy
+    (`distributions.TanhGaussian`); `log_std` is squashed smoothly into `log_std_range`."""
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    log_std_range: tuple[float, float] = (-5.0, 2.0)
+
+    @nn.compact
+    def __call__(self, obs):
+        x = MLP(self.hidden_sizes, self.activation, orthogonal_init=False)(_features(obs))
+        mean = nn.Dense(self.action_dim, bias_init=constant(0.0))(x)
+        low, high = self.log_std_range
+        log_std = low + 0.5 * (high - low) * (nn.tanh(nn.Dense(self.action_dim, bias_init=constant(0.0))(x)) + 1)
+        return mean, log_std
+
+
+class DeterministicActor(nn.Module):
+    """A deterministic policy in (-1, 1)^D: `obs (B, ...) -> (B, D)` (TD3)."""
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs):
+        x = MLP(self.hidden_sizes, self.activation, orthogonal_init=False)(_features(obs))
+        return nn.tanh(nn.Dense(self.action_dim, bias_init=constant(0.0))(x))
