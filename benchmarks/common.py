@@ -144,9 +144,11 @@ class TrainCommand:
     """What users run: `pjrl train --algo ALGO --num-seeds SEEDS` (files and TensorBoard on), each call a
     new process sharing one fresh persistent cache: the first call compiles cold, the others warm."""
 
-    def __init__(self, steps: int, seeds: int = 1, algo: str = "ppo", env: str | None = None):
+    def __init__(self, steps: int, seeds: int = 1, algo: str = "ppo", env: str | None = None,
+                 settings: dict | None = None):
+        sets = [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in (settings or {}).items()]
         self.args = ["--algo", algo, "--total-timesteps", str(steps), "--num-seeds", str(seeds), "--quiet",
-                     *(["--env", env] if env else [])]
+                     *(["--env", env] if env else []), *(a for s in sets for a in ("--set", s))]
         self._tmp = tempfile.TemporaryDirectory()
         self._env = {**os.environ, "PJRL_CACHE_DIR": os.path.join(self._tmp.name, "cache")}
         self._runs = 0

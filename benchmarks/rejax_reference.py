@@ -3,9 +3,10 @@
     python benchmarks/rejax_reference.py --site DIR --algo sac --env Pendulum-v1 --seeds 16 --steps 10000
                                          [--set key=value ...] [--repeats 1]
 
-`--site` is a directory holding rejax and its own dependencies (distrax, tensorflow-probability), e.g.
-`pip install --no-deps --target DIR rejax==0.1.3 distrax==0.1.5 tensorflow-probability==0.25.0`; the
-rest (jax, flax, optax, gymnax) is this Python's. Training is timed with rejax's evaluation callback
+`--site` is a directory holding rejax and what it needs beyond this Python's jax, flax and optax:
+`pip install --no-deps --target DIR rejax==0.1.3 distrax==0.1.9 tensorflow-probability==0.25.0 gymnax==0.0.9`
+(rejax 0.1.3 unpacks the five values gymnax 0.0.x's `step` returns; the site's gymnax comes first on the
+path, so rejax steps Pendulum through its own gymnax). Training is timed with rejax's evaluation callback
 replaced by a no-op and evaluated once afterwards, untimed, by rejax's own callback (128 episodes), whose
 mean return over seeds is `final_return`. Seeds are vmapped over `algo.train` in one compile.
 """
@@ -30,7 +31,13 @@ def main() -> None:
     a = p.parse_args()
     sys.path.insert(0, a.site)
     import jax
+    import jax.interpreters.xla
     import jax.numpy as jnp
+    from jax._src import core
+
+    # tensorflow-probability 0.25 (distrax's, so rejax's) reads a table this jax keeps elsewhere
+    if not hasattr(jax.interpreters.xla, "pytype_aval_mappings"):
+        jax.interpreters.xla.pytype_aval_mappings = core.pytype_aval_mappings
     import rejax
 
     settings = {k: json.loads(v) for k, v in (s.split("=", 1) for s in a.set)}
