@@ -33,6 +33,9 @@ PAIRS = [
     ("gymnax:Acrobot-v1", "ppo", {"total_timesteps": 500_000}, {"total_timesteps": 1_000_000}),
     ("gymnax:Pendulum-v1", "ppo", {"total_timesteps": 500_000}, {"total_timesteps": 1_000_000}),
     ("gymnax:Breakout-MinAtar", "ppo", {"total_timesteps": 1_000_000}, {"total_timesteps": 10_000_000}),
+    ("gymnax:CartPole-v1", "pqn", {"total_timesteps": 500_000}, {"total_timesteps": 500_000}),
+    ("gymnax:Pendulum-v1", "sac", {"total_timesteps": 20_000}, {"total_timesteps": 20_000}),
+    ("gymnax:Pendulum-v1", "td3", {"total_timesteps": 20_000}, {"total_timesteps": 20_000}),
 ]
 SEEDS = {"cpu": 8, "gpu": 32}
 EPISODES = 16

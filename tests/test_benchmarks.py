@@ -24,5 +24,6 @@ def test_gpu_script_runs_every_step_at_toy_sizes():
     out = res.stdout
     for line in ("seeds=  1 steps/seed=2,048: pjrl (one device)", "seeds=  2 steps/seed=2,048: pjrl (one device)",
                  "pjrl train --num-seeds 1: compile cold", "pjrl train --num-seeds 2: compile cold",
-                 "== 2. PPO, Breakout-MinAtar, 2 seeds", "brax:ant PPO: 2,048 steps"):
+                 "== 2. PPO, Breakout-MinAtar, 2 seeds", "brax:ant PPO: 2,048 steps",
+                 "gymnax:Pendulum-v1 TD3: 512 steps", "gymnax:Pendulum-v1 SAC: 512 steps"):
         assert line in out, out
