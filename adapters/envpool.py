@@ -409,4 +409,4 @@ def make(env_id: str, num_envs: int = 1, **options) -> EnvpoolVecEnv:
     return EnvpoolVecEnv(env_id, num_envs=num_envs, **options)
 
 
-ADAPTER = Adapter(list_envs=list_envs, make=make, requires=REQUIRES)
+ADAPTER = Adapter(list_envs=list_envs, make=make, requires=REQUIRES, steps_on_host=True)

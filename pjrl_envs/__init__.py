@@ -12,6 +12,7 @@ from pjrl_envs.registry import (
     prefixes,
     register,
     require,
+    steps_on_host,
 )
 from pjrl_envs.rollout import random_policy, rollout
 from pjrl_envs.spaces import Box, Discrete, MultiDiscrete
@@ -22,5 +23,5 @@ prng.unroll_threefry_on_cpu()
 __all__ = [
     "Adapter", "AutoResetVecEnv", "Box", "Discrete", "Env", "MissingLibraryError", "MultiDiscrete",
     "OptionError", "RenderError", "TimeStep", "UnknownEnvError", "VecEnv", "check_options", "list_envs", "make",
-    "prefixes", "random_policy", "register", "require", "rollout", "spaces", "wrappers",
+    "prefixes", "random_policy", "register", "require", "rollout", "spaces", "steps_on_host", "wrappers",
 ]

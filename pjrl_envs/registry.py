@@ -89,6 +89,9 @@ class Adapter:
     requires: str = ""  # pip requirement that provides the library, for error messages
     unlisted: Callable[[str], str | None] | None = None
     """why an id the library knows is not offered here (None for an id it does not know), for `make`'s message"""
+    steps_on_host: bool = False
+    """its envs step on the host through callbacks (`VecEnv.host_callbacks`), one pool per process: a run
+    lays them out on one device per process unless told otherwise"""
 
 
 _registered: dict[str, Any] = {}
@@ -128,6 +131,12 @@ def get_adapter(prefix: str) -> Adapter:
         except ImportError as e:
             raise MissingLibraryError(f"adapter {prefix!r} could not be imported: {e}") from e
     return _registered[prefix]
+
+
+def steps_on_host(name: str) -> bool:
+    """Whether the named env's adapter steps its envs on the host (known before any env is made)."""
+    prefix, _, _ = name.partition(":")
+    return bool(getattr(get_adapter(prefix), "steps_on_host", False))
 
 
 def list_envs(library: str | None = None) -> list[str]:

@@ -2,6 +2,11 @@
 
 Conformance (`check_env`) is in tests/test_conformance.py.
 """
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -159,3 +164,17 @@ def test_a_game_over_on_the_time_limit_step_is_termination():
     terminated, truncated = _endings(done, trunc, None)  # CartPole: nothing tells them apart
     assert terminated.tolist() == [False, False, True, False, True]
     assert truncated.tolist() == [True, True, False, False, False]
+
+
+def test_several_seeds_train_with_no_device_flags(tmp_path):
+    # pjrl lays a host env's seeds on one device when the user names none (one pool per process), where it
+    # would split other envs' seeds over the cores; only a device count the user asked for is refused
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "pjrl_agents.cli", "train", "--env", "envpool:CartPole-v1",
+                          "--num-seeds", "4", "--total-timesteps", "2048", "--eval-episodes", "0", "--quiet",
+                          "--no-tensorboard", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PJRL_CPU_DEVICES": "2"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+    run = json.loads((out / "run.json").read_text())
+    assert run["devices"] == 1, run

@@ -211,23 +211,28 @@ def layout(devices: int, num_envs: int, num_seeds: int, members: int, splits_env
 
 
 def plan(devices: int | None, num_envs: int, num_seeds: int = 1, members: int = 1,
-         splits_envs: bool = False, gathers: bool = False, concurrent_runs: int = CONCURRENT_RUNS) -> Plan:
+         splits_envs: bool = False, gathers: bool = False, concurrent_runs: int = CONCURRENT_RUNS,
+         host_env: bool = False) -> Plan:
     """Lays `members x num_seeds` runs over `devices` visible devices; raises ConfigError before anything compiles.
 
     `devices=None` uses every device of the default backend (every process's
     devices in a multi-process run); on the CPU of one process, the most cores the
     runs divide over, or one where the run `gathers` runs across devices (PBT's
-    exploit step): no collectives among CPU devices unless asked for. Made before JAX starts, it
+    exploit step) or its env steps on the host (`host_env`: one pool per process): no collectives among
+    CPU devices unless asked for. Made before JAX starts, it
     sets XLA:CPU's scheduler for the runs a device will hold (`wants_cpu_scheduler`, from
     `concurrent_runs`).
     """
-    choose_cpu_scheduler(devices, members * num_seeds, gathers, concurrent_runs)  # before jax.devices() starts JAX
+    one = gathers or host_env
+    choose_cpu_scheduler(devices, members * num_seeds, one, concurrent_runs)  # before jax.devices() starts JAX
     visible = jax.devices()
     if devices is None:
         devices = len(visible)
         if visible[0].platform == "cpu" and jax.process_count() == 1:
             # CPU devices are cores: the most that the runs divide over; one run stays on one
-            devices = cpu_devices_for(members * num_seeds, devices, gathers)
+            devices = cpu_devices_for(members * num_seeds, devices, one)
+        elif host_env and jax.process_count() == 1:
+            devices = 1  # one pool per process drives one device
     if devices < 1:
         raise ConfigError(f"--devices must be >= 1, got {devices}")
     if devices > len(visible):

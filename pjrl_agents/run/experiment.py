@@ -144,7 +144,8 @@ def build(spec: RunSpec, for_restore: bool = False) -> Experiment:
     else:
         plan = devices.plan(spec.devices, config.num_envs, spec.num_seeds, len(members), algorithm.splits_envs,
                                 gathers=spec.pbt is not None,
-                                concurrent_runs=algorithm.concurrent_runs or xla_cpu.CONCURRENT_RUNS)
+                                concurrent_runs=algorithm.concurrent_runs or xla_cpu.CONCURRENT_RUNS,
+                                host_env=pjrl_envs.steps_on_host(spec.env))
     if spec.pbt is not None:
         from pjrl_agents.search.pbt import PBT
         if not isinstance(spec.pbt, dict):
