@@ -261,6 +261,9 @@ class PQN(Agent):
     minibatches of the rollout.
     """
 
+    learned = ("params", "opt_state")
+    """no target network: the Q-network's parameters and the optimiser's moments are all it learns"""
+
     def __init__(self, config: PQNConfig, env: VecEnv, axis_name: str | None = None, hints: Hints = Hints()):
         if axis_name is not None:
             raise ConfigError("PQN cannot split one seed's envs over devices; use --num-seeds N (seeds split "
