@@ -244,6 +244,17 @@ def test_continuous_actions_are_refused_naming_the_algorithms_that_take_them(reg
     assert err.strip() == "pjrl: error: PQN needs discrete actions; use --algo sac, td3 or ppo"
 
 
+class MultiDiscreteEnv(CounterEnv):
+    def __init__(self):
+        super().__init__()
+        self.action_space = spaces.MultiDiscrete((2, 3))
+
+
+def test_several_discrete_actions_are_refused_naming_ppo():
+    with pytest.raises(ConfigError, match="PQN needs one Discrete action, not MultiDiscrete; use --algo ppo"):
+        pqn.PQN(SMALL.replace(num_envs=2), MultiDiscreteEnv().to_vec(2))
+
+
 def test_defaults_follow_the_env():
     cartpole = pqn.default_config("gymnax:CartPole-v1")
     assert (cartpole.reward_scale, cartpole.lam, cartpole.epsilon_anneal_steps) == (0.1, 0.95, 100_000)
@@ -294,6 +305,7 @@ def test_pjrl_train_pqn_writes_summary_and_metrics(registered, tmp_path, monkeyp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["algo"] == "pqn" and summary["total_timesteps"] == 4096 and summary["num_updates"] == 2
     assert summary["config"]["reward_scale"] == 0.1  # CartPole's defaults applied
+    assert summary["config"]["epsilon_anneal_steps"] == 819  # 0.2 of the run's total
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     for name in ("episode_return", "episode_length", "episodes", "loss", "q_value", "epsilon"):
         assert name in header
