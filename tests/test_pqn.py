@@ -282,6 +282,7 @@ def test_agent_state_and_metrics_meet_the_contract():
     assert float(metrics["loss"]) > 0 and int(state.update) == 1
 
 
+@pytest.mark.slow
 def test_sweep_members_match_separate_runs():
     env = pjrl_envs.make("gymnax:CartPole-v1", num_envs=SMALL.num_envs)
     train = pqn.make_train(SMALL, env)
@@ -297,6 +298,7 @@ def test_sweep_members_match_separate_runs():
     assert not np.allclose(metrics["loss"][0], metrics["loss"][2])  # and the members really differ
 
 
+@pytest.mark.slow
 def test_pjrl_train_pqn_writes_summary_and_metrics(registered, tmp_path, monkeypatch):
     monkeypatch.setenv("PJRL_CACHE_DIR", "off")
     out = tmp_path / "run"

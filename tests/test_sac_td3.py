@@ -82,7 +82,7 @@ class Bounds(Env):
         return state, self._ts(action.reshape(-1))
 
 
-@pytest.mark.parametrize("name", sorted(MODULES))
+@pytest.mark.parametrize("name", ["sac", pytest.param("td3", marks=pytest.mark.slow)])  # one loop: SAC stands for both
 def test_actions_reach_the_env_within_its_bounds_in_its_shape(name):
     agent = MODULES[name].ALGORITHM.make_agent(small(MODULES[name], num_envs=2), Bounds().to_vec(2))
     ends = agent.to_env(jnp.stack([-jnp.ones(6), jnp.ones(6)]))
@@ -174,8 +174,8 @@ def test_sac_temperature_moves_toward_the_target_entropy_only_when_tuned(autotun
     state = agent.init(KEY)
     narrow = jax.tree.map(lambda x: x, state.params)
     narrow["params"]["Dense_1"]["bias"] = jnp.full_like(narrow["params"]["Dense_1"]["bias"], -50.0)
-    _, learner, metrics = agent.gradient_step(narrow, state.learner, _batch(agent), KEY, agent.config,
-                                              jnp.int32(0))
+    _, learner, metrics = jax.jit(agent.gradient_step, static_argnums=4)(narrow, state.learner, _batch(agent), KEY,
+                                                                         agent.config, jnp.int32(0))
     assert float(metrics["entropy"]) < -agent.config.target_entropy_scale * agent.target_entropy
     if autotune:
         assert float(learner.log_alpha) > float(state.learner.log_alpha)
