@@ -12,7 +12,7 @@ the batch, then the actor against the updated critics, then the temperature, the
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -167,7 +167,8 @@ class SAC(OffPolicyAgent):
 
         # CRITICS: regress on r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')
         next_action, next_log_prob = self._sample(params, batch.next_obs, next_key)
-        next_q = self.critic.apply(learner.target_critic, batch.next_obs, next_action).min(0)
+        # flax types `apply` as `output | (output, variables)`; without `mutable` it is the output
+        next_q = cast(jax.Array, self.critic.apply(learner.target_critic, batch.next_obs, next_action)).min(0)
         target = batch.reward + hp.gamma * (1.0 - batch.terminated) * (next_q - alpha * next_log_prob)
 
         def critic_loss(critic):

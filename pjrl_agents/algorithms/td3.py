@@ -16,7 +16,7 @@ them where a GPU is lent.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -168,10 +168,12 @@ class TD3(OffPolicyAgent):
 
     def gradient_step(self, params, learner: Learner, batch: Transition, key, hp: TD3Config, step):
         # CRITICS: regress on r + gamma (1 - terminated) min_i Q'_i(s', clip(mu'(s') + clipped noise))
-        next_action = self.actor.apply(learner.target_actor, batch.next_obs)
+        # flax types `apply` as `output | (output, variables)`; without `mutable` it is the output
+        next_action = cast(jax.Array, self.actor.apply(learner.target_actor, batch.next_obs))
         noise = jnp.clip(hp.target_noise * jax.random.normal(key, next_action.shape),
                          -hp.target_noise_clip, hp.target_noise_clip)
-        next_q = self.critic.apply(learner.target_critic, batch.next_obs, jnp.clip(next_action + noise, -1.0, 1.0))
+        next_q = cast(jax.Array, self.critic.apply(learner.target_critic, batch.next_obs,
+                                                   jnp.clip(next_action + noise, -1.0, 1.0)))
         next_q = next_q.min(0) if self.config.clipped_double_q else next_q.mean(0)
         target = batch.reward + hp.gamma * (1.0 - batch.terminated) * next_q
 
